@@ -1,0 +1,63 @@
+"""AWS clients: one boto3 session, clients built once, bounded adaptive retries.
+
+Endpoint, region and credentials come from the standard AWS environment only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from rotator import __version__
+
+MAX_ATTEMPTS = 6
+
+CLIENT_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
+    connect_timeout=5,
+    read_timeout=30,
+    user_agent_extra=f"gen3wf-rotator/{__version__}",
+)
+
+PERMISSIONS = ("sts:GetCallerIdentity",)
+
+
+class Aws:
+    """Lazily built, cached clients sharing one session."""
+
+    def __init__(self, session: boto3.session.Session | None = None) -> None:
+        self.session = session or boto3.session.Session()
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            region = self.session.region_name
+            if service == "iam" and region is None:
+                region = "us-east-1"  # IAM is global; botocore still wants a region to sign with
+            self._clients[service] = self.session.client(service, region_name=region, config=CLIENT_CONFIG)
+        return self._clients[service]
+
+    @property
+    def region(self) -> str | None:
+        return self.session.region_name
+
+    def account_id(self) -> str:
+        return self.client("sts").get_caller_identity()["Account"]
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code", "ClientError")
+    return type(exc).__name__
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free description of an AWS or transport error."""
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "?")
+        return f"{operation}: {err.get('Code', 'ClientError')}: {err.get('Message', '')}".strip()
+    return f"{type(exc).__name__}: {exc}"

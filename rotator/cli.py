@@ -1,0 +1,89 @@
+"""Command line: ``rotator plan|run|serve|demo|restore-secrets``.
+
+Exit codes: 0 done, 1 some actions failed, 2 bad configuration or usage (nothing
+touched), 3 a safety brake refused the plan (nothing touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from rotator import __version__, logs
+from rotator.settings import ConfigError, Settings, load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
+
+AVAILABLE_JOBS = ("user-keys", "bot-keys")
+
+log = structlog.get_logger("rotator.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rotator",
+        description="Key rotation and cleanup for Gen3Workflow deployments on AWS.",
+        epilog="Settings come from ROTATOR_* environment variables; see the README.",
+    )
+    parser.add_argument("--version", action="version", version=f"rotator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def job_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--job",
+            action="append",
+            choices=AVAILABLE_JOBS,
+            help="job to run (repeatable); default: all enabled jobs",
+        )
+        p.add_argument("--output", choices=("text", "json"), default="text", help="plan/outcome format on stdout")
+
+    p_plan = sub.add_parser("plan", help="show what would change; changes nothing")
+    job_options(p_plan)
+    p_run = sub.add_parser("run", help="run jobs once (dry-run unless --apply or ROTATOR_DRY_RUN=false)")
+    job_options(p_run)
+    p_run.add_argument("--apply", action="store_true", help="change things (overrides ROTATOR_DRY_RUN)")
+    sub.add_parser("demo", help="run end to end against an embedded AWS emulator, seeded")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from rotator import demo
+
+        return demo.main()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        logs.configure()
+        log.error("config.invalid", error=str(exc))
+        print(f"rotator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logs.configure(format=settings.log.format, level=settings.log.level)
+    return run_command(args, settings)
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    from rotator.aws import Aws
+    from rotator.jobs import Runner
+    from rotator.report import render_json, render_text
+
+    jobs = list(dict.fromkeys(args.job or AVAILABLE_JOBS))
+    dry_run = True if args.command == "plan" else not (args.apply or not settings.dry_run)
+    runner = Runner(settings, aws=Aws())
+    try:
+        result = runner.run(jobs, dry_run=dry_run)
+    except ConfigError as exc:
+        log.error("config.invalid", error=str(exc))
+        print(f"rotator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    render = render_json if args.output == "json" else render_text
+    print(render(result, command=args.command))
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""The only code that changes anything, and the only code that knows about dry-run.
+
+Idempotent and isolated: a key already gone counts as deleted, a key another actor
+created first is not a failure, and one failed action never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from itertools import groupby
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rotator.aws import describe_error, error_code
+from rotator.inventory import list_access_keys
+from rotator.keystore import BotKeyStore
+from rotator.model import (
+    CREATE_KEY,
+    DELETE_KEY,
+    DONE,
+    DRY_RUN,
+    FAILED,
+    FORGET_KEY,
+    SKIPPED,
+    Action,
+    NewKey,
+    Outcome,
+)
+
+log = structlog.get_logger("rotator.executor")
+
+PERMISSIONS = ("iam:DeleteAccessKey", "iam:CreateAccessKey", "iam:ListAccessKeys")
+
+_ERRORS = (ClientError, BotoCoreError, ValueError)
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        iam,
+        store: BotKeyStore | None,
+        dry_run: bool,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self._iam = iam
+        self._store = store
+        self.dry_run = dry_run
+        self._on_outcome = on_outcome
+
+    def execute(self, actions: Sequence[Action]) -> tuple[Outcome, ...]:
+        if self.dry_run:
+            return tuple(self._record(Outcome(a, DRY_RUN)) for a in actions)
+        outcomes: list[Outcome] = []
+        key_actions = [a for a in actions if a.kind in (DELETE_KEY, CREATE_KEY, FORGET_KEY)]
+        for (job, user), group in groupby(key_actions, key=lambda a: (a.job, a.user)):
+            group = list(group)
+            if job == "bot-keys":
+                outcomes.extend(self._apply_bot_user(user, group))
+            else:
+                outcomes.extend(self._delete_key(a) for a in group)
+        return tuple(outcomes)
+
+    # --- one action each --------------------------------------------------------
+
+    def _record(self, outcome: Outcome) -> Outcome:
+        a = outcome.action
+        fields = dict(job=a.job, action=a.kind, target=a.target, reason=a.reason, outcome=outcome.outcome)
+        if outcome.outcome == FAILED:
+            log.error("action.failed", error=outcome.error, **fields)
+        elif outcome.outcome == DONE:
+            log.info(_DONE_EVENTS.get(a.kind, "action.done"), **fields)
+        else:
+            log.info(f"action.{outcome.outcome.replace('-', '_')}", error=outcome.error, **fields)
+        if self._on_outcome:
+            self._on_outcome(outcome)
+        return outcome
+
+    def _delete_key(self, action: Action) -> Outcome:
+        try:
+            self._iam.delete_access_key(UserName=action.user, AccessKeyId=action.key_id)
+        except ClientError as exc:
+            if error_code(exc) != "NoSuchEntity":  # already gone: what we wanted
+                return self._record(Outcome(action, FAILED, describe_error(exc)))
+        except BotoCoreError as exc:
+            return self._record(Outcome(action, FAILED, describe_error(exc)))
+        return self._record(Outcome(action, DONE))
+
+    # --- bot users: store first, then IAM, then new keys ---------------------------
+
+    def _apply_bot_user(self, user: str, actions: Iterable[Action]) -> list[Outcome]:
+        actions = list(actions)
+        deletes = [a for a in actions if a.kind == DELETE_KEY]
+        forgets = [a for a in actions if a.kind == FORGET_KEY]
+        creates = [a for a in actions if a.kind == CREATE_KEY]
+        outcomes: list[Outcome] = []
+
+        # Forget keys in the store before deleting them in IAM: the service must never
+        # hand out a key that no longer exists. If IAM then fails, the key is an orphan
+        # that a later run deletes.
+        to_forget = {a.key_id for a in deletes + forgets}
+        if to_forget:
+            try:
+                self._store.remove(user, to_forget)
+            except _ERRORS as exc:
+                error = f"store: {describe_error(exc)}"
+                outcomes += [self._record(Outcome(a, FAILED, error)) for a in deletes + forgets]
+                outcomes += [self._record(Outcome(a, SKIPPED, "not attempted: the store could not be updated")) for a in creates]
+                return outcomes
+        outcomes += [self._record(Outcome(a, DONE)) for a in forgets]
+        outcomes += [self._delete_key(a) for a in deletes]
+
+        if any(o.outcome == FAILED for o in outcomes):
+            # The two-key quota would refuse the new key anyway.
+            outcomes += [self._record(Outcome(a, SKIPPED, "not attempted: a deletion for this user failed")) for a in creates]
+            return outcomes
+        outcomes += [self._create_key(a) for a in creates]
+        return outcomes
+
+    def _create_key(self, action: Action) -> Outcome:
+        try:
+            created = self._iam.create_access_key(UserName=action.user)["AccessKey"]
+        except ClientError as exc:
+            if error_code(exc) == "LimitExceeded":
+                return self._after_limit_exceeded(action)
+            return self._record(Outcome(action, FAILED, describe_error(exc)))
+        except BotoCoreError as exc:
+            return self._record(Outcome(action, FAILED, describe_error(exc)))
+
+        key = NewKey(user=action.user, key_id=created["AccessKeyId"], created=created["CreateDate"], secret=created["SecretAccessKey"])
+        del created
+        try:
+            self._store.add(key)
+        except _ERRORS as exc:
+            # A key whose secret is not stored can never be used: take it back.
+            error = f"store: {describe_error(exc)}"
+            try:
+                self._iam.delete_access_key(UserName=key.user, AccessKeyId=key.key_id)
+                log.warning("key.rolled_back", user=key.user, key_id=key.key_id, reason="secret could not be stored")
+            except (ClientError, BotoCoreError) as rollback_exc:
+                log.error(
+                    "key.rollback_failed",
+                    user=key.user,
+                    key_id=key.key_id,
+                    error=describe_error(rollback_exc),
+                    hint="the key is an orphan; the next bot-keys run deletes it after the grace period",
+                )
+                error += f"; rollback failed: {describe_error(rollback_exc)}"
+            return self._record(Outcome(action, FAILED, error))
+        log.info("key.stored", user=key.user, key_id=key.key_id, store=self._store.name)
+        return self._record(Outcome(action, DONE, None))
+
+    def _after_limit_exceeded(self, action: Action) -> Outcome:
+        # Another actor created a key between our listing and now: look again.
+        try:
+            keys = list_access_keys(self._iam, action.user)
+        except (ClientError, BotoCoreError) as exc:
+            return self._record(Outcome(action, FAILED, f"LimitExceeded, then {describe_error(exc)}"))
+        if sum(1 for k in keys if k.active) >= 2:
+            return self._record(Outcome(action, SKIPPED, "user already has two keys (created concurrently); next run re-plans"))
+        return self._record(Outcome(action, FAILED, f"LimitExceeded with {len(keys)} keys listed"))
+
+
+_DONE_EVENTS = {DELETE_KEY: "key.deleted", CREATE_KEY: "key.created", FORGET_KEY: "store.key_forgotten"}

@@ -1,0 +1,121 @@
+"""Read-only view of the account: which IAM users are ours, and their keys.
+
+Nothing here changes anything. Users are found with one paginated
+GetAccountAuthorizationDetails; key ages for the whole account come from the IAM
+credential report, which is only a hint (it can be four hours old): every user it
+flags is confirmed with ListAccessKeys before anything is planned for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rotator.aws import describe_error
+from rotator.model import AccessKey, ManagedUser, ReportedKey, SkippedUser
+from rotator.names import NAME_PREFIX, OWNER_TAG, owner_tag_value, parse_user_name
+
+log = structlog.get_logger("rotator.inventory")
+
+PERMISSIONS = (
+    "iam:GetAccountAuthorizationDetails",
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:ListAccessKeys",
+)
+
+REPORT_WAIT_SECONDS = 60
+
+
+class ReportUnavailable(Exception):
+    pass
+
+
+def list_managed_users(iam, *, hostname: str) -> tuple[tuple[ManagedUser, ...], tuple[SkippedUser, ...]]:
+    """Users whose name starts with ``gen3wf-`` and whose ``name`` tag is ``gen3wf-<H>``.
+
+    The tag, not the name prefix, makes a user ours; a tagged user whose name does not
+    follow the service's rule is skipped and reported, never guessed at.
+    """
+    tag = owner_tag_value(hostname)
+    managed: list[ManagedUser] = []
+    skipped: list[SkippedUser] = []
+    for page in iam.get_paginator("get_account_authorization_details").paginate(Filter=["User"]):
+        for detail in page.get("UserDetailList", []):
+            name = detail["UserName"]
+            if not name.startswith(NAME_PREFIX):
+                continue
+            tags = {t["Key"]: t["Value"] for t in detail.get("Tags", [])}
+            if tags.get(OWNER_TAG) != tag:
+                continue
+            parsed = parse_user_name(name, hostname=hostname)
+            if parsed is None:
+                skipped.append(SkippedUser(name=name, reason=f"tagged {OWNER_TAG}={tag} but the name does not follow the gen3wf-<host>-<userid> rule"))
+                continue
+            managed.append(ManagedUser(name=name, user_id=parsed.user_id, kind=parsed.kind))
+    managed.sort(key=lambda u: u.name)
+    return tuple(managed), tuple(skipped)
+
+
+def read_credential_report(iam, *, sleep: Callable[[float], None] = time.sleep) -> dict[str, tuple[ReportedKey, ...]]:
+    """Keys of every IAM user from the credential report, or ReportUnavailable."""
+    try:
+        waited = 0.0
+        delay = 0.5
+        while iam.generate_credential_report()["State"] != "COMPLETE":
+            if waited >= REPORT_WAIT_SECONDS:
+                raise ReportUnavailable(f"the credential report was not ready after {REPORT_WAIT_SECONDS}s")
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 8)
+        content = iam.get_credential_report()["Content"]
+    except (ClientError, BotoCoreError) as exc:
+        raise ReportUnavailable(describe_error(exc)) from None
+    if isinstance(content, bytes):
+        content = content.decode("utf-8")
+    return parse_credential_report(content)
+
+
+def parse_credential_report(content: str) -> dict[str, tuple[ReportedKey, ...]]:
+    keys: dict[str, tuple[ReportedKey, ...]] = {}
+    for row in csv.DictReader(io.StringIO(content)):
+        found = []
+        for slot in (1, 2):
+            rotated = row.get(f"access_key_{slot}_last_rotated", "N/A")
+            if rotated in ("N/A", "", "not_supported", None):
+                continue
+            found.append(
+                ReportedKey(
+                    active=row.get(f"access_key_{slot}_active", "").lower() == "true",
+                    created=datetime.fromisoformat(rotated.replace("Z", "+00:00")),
+                )
+            )
+        keys[row["user"]] = tuple(found)
+    return keys
+
+
+def list_access_keys(iam, user_name: str) -> tuple[AccessKey, ...]:
+    keys = []
+    for page in iam.get_paginator("list_access_keys").paginate(UserName=user_name):
+        for meta in page.get("AccessKeyMetadata", []):
+            keys.append(AccessKey(key_id=meta["AccessKeyId"], active=meta["Status"] == "Active", created=meta["CreateDate"]))
+    return tuple(sorted(keys, key=lambda k: (k.created, k.key_id)))
+
+
+def confirm_keys(iam, users: Iterable[ManagedUser]) -> dict[str, tuple[AccessKey, ...]]:
+    """ListAccessKeys for each user. A user deleted meanwhile simply has no keys."""
+    confirmed = {}
+    for user in users:
+        try:
+            confirmed[user.name] = list_access_keys(iam, user.name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+            confirmed[user.name] = ()
+    return confirmed

@@ -1,0 +1,108 @@
+"""The data the pipeline passes along: observed state in, actions out.
+
+Everything here is immutable. Secrets never live in these types, except ``NewKey``,
+which hides its secret from ``repr`` and is never logged or rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from rotator.names import UserKind
+
+JobName = Literal["user-keys", "bot-keys", "run-secrets"]
+JOBS: tuple[JobName, ...] = ("user-keys", "bot-keys", "run-secrets")
+
+# Action kinds
+DELETE_KEY = "delete-key"
+CREATE_KEY = "create-key"
+FORGET_KEY = "forget-key"  # drop a key from the bot-key store that IAM no longer has
+DELETE_SECRET = "delete-secret"
+
+DELETIONS = frozenset({DELETE_KEY, DELETE_SECRET})
+
+# Outcomes
+DRY_RUN = "dry-run"
+DONE = "done"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ManagedUser:
+    name: str
+    user_id: str
+    kind: UserKind
+
+
+@dataclass(frozen=True)
+class SkippedUser:
+    """A user carrying our owner tag whose name does not follow the service's rule."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    key_id: str
+    active: bool
+    created: datetime
+
+
+@dataclass(frozen=True)
+class ReportedKey:
+    """A key as the IAM credential report shows it: no id, possibly hours old."""
+
+    active: bool
+    created: datetime
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    """A managed user and its keys as ListAccessKeys confirmed them."""
+
+    user: ManagedUser
+    keys: tuple[AccessKey, ...]
+
+
+@dataclass(frozen=True)
+class BotState:
+    """A bot user, its confirmed keys, and the key ids its store holds a secret for."""
+
+    user: ManagedUser
+    keys: tuple[AccessKey, ...]
+    stored_key_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Action:
+    job: str
+    kind: str
+    target: str
+    reason: str
+    user: str | None = None
+    key_id: str | None = None
+
+    @property
+    def is_deletion(self) -> bool:
+        return self.kind in DELETIONS
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Action
+    outcome: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly created access key. The secret is shown by AWS only once."""
+
+    user: str
+    key_id: str
+    created: datetime
+    secret: str = field(repr=False)

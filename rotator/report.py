@@ -1,0 +1,93 @@
+"""Render a run's plan and outcomes for people (text) and programs (one JSON document).
+
+Only actions, reasons and counts: a secret value is never part of a result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from rotator import __version__
+from rotator.jobs import RunResult
+
+
+def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
+    jobs = []
+    for job in result.jobs:
+        outcomes = {id(o.action): o for o in job.outcomes}
+        actions = []
+        for action in job.plan.actions if job.plan else ():
+            outcome = outcomes.get(id(action))
+            actions.append(
+                {
+                    "job": action.job,
+                    "kind": action.kind,
+                    "target": action.target,
+                    "reason": action.reason,
+                    "outcome": outcome.outcome if outcome else ("refused" if job.brake else "not-run"),
+                    "error": outcome.error if outcome else None,
+                }
+            )
+        jobs.append(
+            {
+                "job": job.job,
+                "outcome": job.outcome,
+                "managed_users": job.plan.managed_users if job.plan else None,
+                "managed": job.plan.managed if job.plan else None,
+                "inventory_source": job.plan.inventory_source if job.plan else None,
+                "skipped": [{"name": s.name, "reason": s.reason} for s in job.plan.skipped] if job.plan else [],
+                "errors": list(job.plan.errors) if job.plan else [],
+                "error": job.error,
+                "brake": {"limit": job.brake.limit, "message": job.brake.message} if job.brake else None,
+                "actions": actions,
+                "summary": dict(Counter(a["outcome"] for a in actions)),
+            }
+        )
+    return {
+        "command": command,
+        "version": __version__,
+        "now": result.now.isoformat(),
+        "account_id": result.account_id,
+        "dry_run": result.dry_run,
+        "exit_code": result.exit_code,
+        "jobs": jobs,
+    }
+
+
+def render_json(result: RunResult, *, command: str) -> str:
+    return json.dumps(to_document(result, command=command), indent=2, sort_keys=False)
+
+
+def render_text(result: RunResult, *, command: str) -> str:
+    doc = to_document(result, command=command)
+    rows = [(a["job"], a["kind"], a["target"], a["reason"], a["outcome"]) for j in doc["jobs"] for a in j["actions"]]
+    lines = []
+    mode = "dry-run: nothing was changed" if result.dry_run else "applied"
+    lines.append(f"rotator {command} · account {result.account_id} · {result.now:%Y-%m-%d %H:%M:%S} UTC · {mode}")
+    lines.append("")
+    if rows:
+        headers = ("JOB", "ACTION", "TARGET", "REASON", "OUTCOME")
+        widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+        for row in [headers, *rows]:
+            lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    else:
+        lines.append("nothing to do")
+    lines.append("")
+    shown: set[str] = set()
+    for job in doc["jobs"]:
+        summary = ", ".join(f"{n} {k}" for k, n in sorted(job["summary"].items())) or "no actions"
+        detail = f"{job['managed_users']} users, {job['managed']} managed" if job["managed_users"] is not None else ""
+        lines.append(f"{job['job']}: {job['outcome']} · {detail} · {summary}")
+        for s in job["skipped"]:
+            if s["name"] not in shown:
+                shown.add(s["name"])
+                lines.append(f"  skipped {s['name']}: {s['reason']}")
+        for e in job["errors"]:
+            lines.append(f"  error: {e}")
+        if job["error"]:
+            lines.append(f"  error: {job['error']}")
+        if job["brake"]:
+            lines.append(f"  REFUSED: {job['brake']['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,248 @@
+"""Settings: ``ROTATOR_*`` environment variables, optionally seeded from Gen3Workflow's config.
+
+Precedence, highest first: our own variables, the Gen3Workflow config file named by
+``ROTATOR_GEN3WORKFLOW_CONFIG``, the defaults. Every value is validated here, before
+any AWS call; a bad one raises :class:`ConfigError` naming the variable (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from rotator.names import owner_tag_value
+
+ENV_PREFIX = "ROTATOR_"
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+DEFAULT_RUN_SECRET_PATTERN = r"^tower-(?P<run_id>[A-Za-z0-9]{1,16})/[A-Za-z_][A-Za-z0-9_]*$"
+
+# Gen3Workflow config key -> our setting (as a path into Settings)
+GEN3WORKFLOW_KEYS: dict[str, tuple[str, ...]] = {
+    "HOSTNAME": ("hostname",),
+    "IAM_KEYS_LIFETIME_DAYS": ("user_keys", "lifetime_days"),
+}
+
+AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+
+
+class ConfigError(Exception):
+    """Bad configuration or usage: exit 2, nothing touched."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UserKeysSettings(_Section):
+    lifetime_days: int = Field(30, ge=1, le=3650)
+    delete_inactive: bool = True
+
+
+class BotKeysSettings(_Section):
+    lifetime_days: int = Field(30, ge=1, le=3650)
+    store: Literal["secretsmanager"] = "secretsmanager"
+    secret_prefix: str | None = Field(None, min_length=1, max_length=400, pattern=r"^[A-Za-z0-9/_+=.@-]+$")
+    orphan_grace_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+
+
+class SeqeraSettings(_Section):
+    url: str | None = None
+    token: str | None = Field(None, repr=False)
+    token_file: Path | None = None
+    workspace_id: str | None = Field(None, pattern=r"^\d+$")
+
+
+class TesSettings(_Section):
+    url: str | None = None
+    token: str | None = Field(None, repr=False)
+    token_file: Path | None = None
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+
+
+class RunSecretsSettings(_Section):
+    patterns: list[str] = Field(default_factory=lambda: [DEFAULT_RUN_SECRET_PATTERN], min_length=1)
+    status_source: Literal["seqera", "tes", "none"] = "none"
+    seqera: SeqeraSettings = SeqeraSettings()
+    tes: TesSettings = TesSettings()
+    timeout_seconds: float = Field(10, gt=0, le=300)
+    min_age_minutes: int = Field(60, ge=0)
+    max_age_days: int = Field(30, ge=1)
+    recovery_window_days: int = 7
+    remove_replicas: bool = False
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_have_run_id(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regex: {exc}") from None
+            if "run_id" not in compiled.groupindex:
+                raise ValueError(f"{pattern!r} has no named group 'run_id'")
+        return patterns
+
+    @field_validator("recovery_window_days")
+    @classmethod
+    def _recovery_window(cls, days: int) -> int:
+        if days != 0 and not 7 <= days <= 30:
+            raise ValueError("must be 0 (no recovery) or between 7 and 30")
+        return days
+
+
+class ScheduleSettings(_Section):
+    user_keys: str = "0 3 * * *"
+    bot_keys: str = "10 3 * * *"
+    run_secrets: str = "20 3 * * *"
+    run_on_start: bool = False
+    jitter_seconds: int = Field(60, ge=0, le=3600)
+
+
+class SafetySettings(_Section):
+    max_deletions: int = Field(500, ge=0)
+    max_deletion_fraction: float = Field(0.5, gt=0, le=1)
+    min_managed_for_fraction: int = Field(20, ge=0)
+
+
+class MetricsSettings(_Section):
+    port: int = Field(9102, ge=1, le=65535)
+    pushgateway_url: str | None = None
+
+
+class LogSettings(_Section):
+    format: Literal["json", "console"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    hostname: str
+    gen3workflow_config: Path | None = None
+    dry_run: bool = True
+    allowed_account_ids: list[AccountId] | None = None
+    user_keys: UserKeysSettings = UserKeysSettings()
+    bot_keys: BotKeysSettings = BotKeysSettings()
+    run_secrets: RunSecretsSettings = RunSecretsSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    safety: SafetySettings = SafetySettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Our variables first; values passed in (from the Gen3Workflow file) only fill gaps.
+        return (env_settings, init_settings)
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, hostname: str) -> str:
+        if not _HOSTNAME.match(hostname):
+            raise ValueError(f"{hostname!r} is not a hostname")
+        return hostname.lower()
+
+    @property
+    def owner_tag(self) -> str:
+        return owner_tag_value(self.hostname)
+
+    @property
+    def bot_secret_prefix(self) -> str:
+        return self.bot_keys.secret_prefix or f"gen3wf-rotator/{self.hostname}/bot-keys/"
+
+
+def env_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable behind a pydantic error location."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    return ENV_PREFIX + "__".join(parts).upper()
+
+
+def _known_env_names() -> set[str]:
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(ENV_PREFIX + name.upper())
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub in annotation.model_fields:
+                names.add(f"{ENV_PREFIX}{name.upper()}__{sub.upper()}")
+                subann = annotation.model_fields[sub].annotation
+                if isinstance(subann, type) and issubclass(subann, BaseModel):
+                    for leaf in subann.model_fields:
+                        names.add(f"{ENV_PREFIX}{name.upper()}__{sub.upper()}__{leaf.upper()}")
+    return names
+
+
+def _read_gen3workflow_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Values from a Gen3Workflow config YAML, as init kwargs, and where each came from."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: {path} is not a YAML mapping")
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for key, target in GEN3WORKFLOW_KEYS.items():
+        if raw.get(key) in (None, ""):
+            continue
+        node = values
+        for part in target[:-1]:
+            node = node.setdefault(part, {})
+        node[target[-1]] = raw[key]
+        origins[env_name(target)] = f"{key} in {path}"
+    return values, origins
+
+
+def load_settings() -> Settings:
+    """Read and validate all settings from the environment, or raise ConfigError naming the bad variable."""
+    environ = os.environ
+    known = _known_env_names()
+    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    if unknown:
+        raise ConfigError(f"unknown setting {', '.join(unknown)} (see the README's settings table)")
+
+    init: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    config_path = environ.get(ENV_PREFIX + "GEN3WORKFLOW_CONFIG")
+    if config_path:
+        init, origins = _read_gen3workflow_config(Path(config_path))
+    try:
+        return Settings(**init)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origins, environ)) from None
+
+
+def _describe(exc: ValidationError, origins: Mapping[str, str], environ: Mapping[str, str]) -> str:
+    lines = []
+    for error in exc.errors():
+        name = env_name(error["loc"])
+        if error["type"] == "missing" and name == ENV_PREFIX + "HOSTNAME":
+            lines.append(f"{name}: required (or HOSTNAME in the file named by ROTATOR_GEN3WORKFLOW_CONFIG)")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        origin = "" if name in environ else (f" (from {origins[name]})" if name in origins else "")
+        # Never echo the input: it may be a token.
+        lines.append(f"{name}{origin}: {message}")
+    return "invalid configuration: " + "; ".join(lines)
