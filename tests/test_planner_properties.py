@@ -1,0 +1,87 @@
+"""Properties of the planner over generated account states."""
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rotator.model import CREATE_KEY, DELETE_KEY, FORGET_KEY, AccessKey, BotState, ManagedUser, UserKeys
+from rotator.planner import plan_bot_keys, plan_user_keys
+from rotator.settings import BotKeysSettings, UserKeysSettings
+
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+
+ages = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=120))
+access_keys = st.builds(
+    AccessKey,
+    key_id=st.sampled_from(["AKIA1", "AKIA2", "AKIA3"]),
+    active=st.booleans(),
+    created=ages.map(lambda a: NOW - a),
+)
+key_sets = st.lists(access_keys, max_size=2, unique_by=lambda k: k.key_id).map(tuple)
+bot_settings = st.builds(
+    BotKeysSettings,
+    lifetime_days=st.integers(1, 90),
+    orphan_grace_minutes=st.integers(0, 600),
+)
+bot_states = st.builds(
+    BotState,
+    user=st.just(ManagedUser("gen3wf-h-1-bot", "1", "bot")),
+    keys=key_sets,
+    stored_key_ids=st.frozensets(st.sampled_from(["AKIA1", "AKIA2", "AKIA3", "AKIA9"])),
+)
+
+
+def _expired(k: AccessKey, lifetime: int) -> bool:
+    return not k.active or (NOW - k.created).days > lifetime
+
+
+@settings(max_examples=300)
+@given(state=bot_states, s=bot_settings)
+def test_bot_user_never_ends_with_more_than_two_keys(state, s):
+    actions = plan_bot_keys([state], now=NOW, settings=s)
+    deleted = {a.key_id for a in actions if a.kind == DELETE_KEY}
+    created = sum(1 for a in actions if a.kind == CREATE_KEY)
+    remaining = len([k for k in state.keys if k.key_id not in deleted])
+    assert remaining + created == 2
+    # never more than two keys at any moment: all deletions come before any creation
+    kinds = [a.kind for a in actions]
+    if CREATE_KEY in kinds and DELETE_KEY in kinds:
+        assert max(i for i, k in enumerate(kinds) if k == DELETE_KEY) < kinds.index(CREATE_KEY)
+
+
+@settings(max_examples=300)
+@given(state=bot_states, s=bot_settings)
+def test_newest_live_key_is_deleted_only_when_a_fresher_one_replaces_it(state, s):
+    live = [k for k in state.keys if not _expired(k, s.lifetime_days)]
+    actions = plan_bot_keys([state], now=NOW, settings=s)
+    if live:
+        newest = max(live, key=lambda k: (k.created, k.key_id))
+        if any(a.kind == DELETE_KEY and a.key_id == newest.key_id for a in actions):
+            assert any(a.kind == CREATE_KEY for a in actions)
+
+
+@settings(max_examples=300)
+@given(state=bot_states, s=bot_settings)
+def test_bot_plan_only_touches_its_own_user_and_known_keys(state, s):
+    ids = {k.key_id for k in state.keys}
+    for a in plan_bot_keys([state], now=NOW, settings=s):
+        assert a.user == state.user.name
+        if a.kind == DELETE_KEY:
+            assert a.key_id in ids
+        if a.kind == FORGET_KEY:
+            assert a.key_id in state.stored_key_ids - ids
+
+
+@given(keys=key_sets, lifetime=st.integers(1, 90))
+def test_user_keys_deletes_exactly_what_the_service_calls_expired(keys, lifetime):
+    user = ManagedUser("gen3wf-h-1", "1", "user")
+    actions = plan_user_keys([UserKeys(user, keys)], now=NOW, settings=UserKeysSettings(lifetime_days=lifetime))
+    assert {a.key_id for a in actions} == {k.key_id for k in keys if _expired(k, lifetime)}
+
+
+@given(states=st.lists(bot_states, max_size=3), s=bot_settings)
+def test_no_state_no_action(states, s):
+    """Users not handed to the planner (unmanaged ones never are) get no action."""
+    assert plan_bot_keys([], now=NOW, settings=s) == ()
+    assert plan_user_keys([], now=NOW, settings=UserKeysSettings()) == ()
