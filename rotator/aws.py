@@ -5,6 +5,7 @@ Endpoint, region and credentials come from the standard AWS environment only.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import boto3
@@ -23,20 +24,22 @@ CLIENT_CONFIG = Config(
 )
 
 PERMISSIONS = ("sts:GetCallerIdentity",)
+GLOBAL_SERVICES = ("iam", "sts")
 
 
 class Aws:
     """Lazily built, cached clients sharing one session."""
 
     def __init__(self, session: boto3.session.Session | None = None) -> None:
-        self.session = session or boto3.session.Session()
+        # botocore reads only AWS_DEFAULT_REGION; EKS (IRSA) and the other SDKs set AWS_REGION.
+        self.session = session or boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
             region = self.session.region_name
-            if service == "iam" and region is None:
-                region = "us-east-1"  # IAM is global; botocore still wants a region to sign with
+            if service in GLOBAL_SERVICES and region is None:
+                region = "us-east-1"  # global services; botocore still wants a region to sign with
             self._clients[service] = self.session.client(service, region_name=region, config=CLIENT_CONFIG)
         return self._clients[service]
 

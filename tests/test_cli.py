@@ -1,0 +1,194 @@
+"""`rotator` as a subprocess against a moto server over real HTTP (AWS_ENDPOINT_URL)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+import pytest
+from freezegun import freeze_time
+
+from helpers import HOST, TAG, days, key_ids, make_key, make_user
+from rotator.demo import moto_server
+from rotator.jobs import utcnow
+from rotator.keystore.secretsmanager import SecretsManagerStore
+from rotator.names import bot_user_name, iam_user_name, owner_tag_value
+
+PREFIX = f"gen3wf-rotator/{HOST}/bot-keys/"
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def clients(endpoint):
+    session = boto3.session.Session(region_name="us-east-1")
+    return {s: session.client(s, endpoint_url=endpoint) for s in ("iam", "secretsmanager")}
+
+
+@pytest.fixture
+def iam(endpoint, clients):
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
+    return clients["iam"]
+
+
+@pytest.fixture
+def store(clients):
+    return SecretsManagerStore(clients["secretsmanager"], prefix=PREFIX)
+
+
+def rotator(*args, endpoint, **env):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATOR_", "AWS_"))}
+    environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="us-east-1",
+        ROTATOR_HOSTNAME=HOST,
+    )
+    environ.update(env)
+    return subprocess.run([sys.executable, "-m", "rotator", *args], env=environ, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def seeded(iam, store):
+    now = utcnow()
+    make_user(iam, iam_user_name(HOST, "1"), TAG)
+    make_user(iam, bot_user_name(HOST, "1"), TAG)
+    make_user(iam, iam_user_name("other.example.org", "1"), owner_tag_value("other.example.org"))
+    return {
+        "expired": make_key(iam, iam_user_name(HOST, "1"), created=now - days(40)),
+        "fresh": make_key(iam, iam_user_name(HOST, "1"), created=now - days(3)),
+        "bot": make_key(iam, bot_user_name(HOST, "1"), created=now - days(2), store=store),
+        "decoy": make_key(iam, iam_user_name("other.example.org", "1"), created=now - days(400)),
+    }
+
+
+def test_run_apply_exit_0_json(endpoint, iam, seeded):
+    proc = rotator("run", "--apply", "--output", "json", endpoint=endpoint)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["dry_run"] is False and doc["exit_code"] == 0
+    actions = [(a["job"], a["kind"], a["outcome"]) for j in doc["jobs"] for a in j["actions"]]
+    assert actions == [("user-keys", "delete-key", "done"), ("bot-keys", "create-key", "done")]
+    assert set(doc["jobs"][0]["actions"][0]) == {"job", "kind", "target", "reason", "outcome", "error"}
+    assert key_ids(iam, iam_user_name(HOST, "1")) == {seeded["fresh"].key_id}
+    assert key_ids(iam, iam_user_name("other.example.org", "1")) == {seeded["decoy"].key_id}
+    assert len(key_ids(iam, bot_user_name(HOST, "1"))) == 2
+    # logs are JSON lines on stderr, one summary per job
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [e["job"] for e in events if e["event"] == "job.finished"] == ["user-keys", "bot-keys"]
+    # nothing secret anywhere
+    value = json.loads(boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1").get_secret_value(SecretId=PREFIX + bot_user_name(HOST, "1"))["SecretString"])
+    for entry in value:
+        assert entry["secret_access_key"] not in proc.stdout + proc.stderr
+
+
+def test_run_without_apply_changes_nothing(endpoint, iam, seeded):
+    proc = rotator("run", endpoint=endpoint)
+    assert proc.returncode == 0, proc.stderr
+    assert "dry-run: nothing was changed" in proc.stdout
+    assert "expired: 40d > 30d" in proc.stdout
+    assert seeded["expired"].key_id in key_ids(iam, iam_user_name(HOST, "1"))
+    assert rotator("plan", "--job", "user-keys", endpoint=endpoint, ROTATOR_DRY_RUN="false").returncode == 0
+    assert seeded["expired"].key_id in key_ids(iam, iam_user_name(HOST, "1"))  # plan never changes anything
+
+
+def test_dry_run_false_applies(endpoint, iam, seeded):
+    proc = rotator("run", "--job", "user-keys", endpoint=endpoint, ROTATOR_DRY_RUN="false")
+    assert proc.returncode == 0, proc.stderr
+    assert key_ids(iam, iam_user_name(HOST, "1")) == {seeded["fresh"].key_id}
+
+
+def test_exit_1_when_something_failed(endpoint, iam, seeded, clients):
+    bot = bot_user_name(HOST, "2")
+    make_user(iam, bot, TAG)
+    clients["secretsmanager"].create_secret(Name=PREFIX + bot, SecretString="not a key list")
+    proc = rotator("run", "--apply", endpoint=endpoint)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "store unreadable" in proc.stdout
+    assert key_ids(iam, bot) == set()  # left alone
+    assert key_ids(iam, iam_user_name(HOST, "1")) == {seeded["fresh"].key_id}  # the rest went on
+
+
+class _Counter(BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_POST(self):  # noqa: N802
+        type(self).hits += 1
+        self.send_response(500)
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def counting_endpoint():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Counter)
+    _Counter.hits = 0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", _Counter
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"ROTATOR_USER_KEYS__LIFETIME_DAYS": "0"},
+        {"ROTATOR_HOSTNAME": ""},
+        {"ROTATOR_SAFETY__MAX_DELETION_FRACTION": "2"},
+        {"ROTATOR_NOT_A_SETTING": "1"},
+    ],
+)
+def test_exit_2_bad_config_before_any_aws_call(counting_endpoint, env):
+    url, counter = counting_endpoint
+    proc = rotator("run", "--apply", endpoint=url, **env)
+    assert proc.returncode == 2
+    assert next(iter(env)) in proc.stderr
+    assert counter.hits == 0
+
+
+def test_exit_2_usage(endpoint):
+    assert rotator("run", "--job", "no-such-job", endpoint=endpoint).returncode == 2
+    assert rotator("frobnicate", endpoint=endpoint).returncode == 2
+
+
+def test_exit_2_wrong_account_touches_nothing(endpoint, iam, seeded):
+    proc = rotator("run", "--apply", endpoint=endpoint, ROTATOR_ALLOWED_ACCOUNT_IDS='["111122223333"]')
+    assert proc.returncode == 2
+    assert "123456789012 is not in ROTATOR_ALLOWED_ACCOUNT_IDS" in proc.stderr
+    assert seeded["expired"].key_id in key_ids(iam, iam_user_name(HOST, "1"))
+
+
+def test_exit_3_brake_touches_nothing(endpoint, iam, seeded):
+    proc = rotator("run", "--apply", endpoint=endpoint, ROTATOR_SAFETY__MAX_DELETIONS="0")
+    assert proc.returncode == 3
+    assert "REFUSED" in proc.stdout and "ROTATOR_SAFETY__MAX_DELETIONS" in proc.stdout
+    assert "safety.brake_tripped" in proc.stderr
+    assert seeded["expired"].key_id in key_ids(iam, iam_user_name(HOST, "1"))
+    assert len(key_ids(iam, bot_user_name(HOST, "1"))) == 1
+
+
+def test_console_log_format(endpoint, iam, seeded):
+    proc = rotator("plan", endpoint=endpoint, ROTATOR_LOG__FORMAT="console")
+    assert proc.returncode == 0
+    assert "job.finished" in proc.stderr and not proc.stderr.lstrip().startswith("{")
+
+
+def test_demo_runs_end_to_end():
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATOR_", "AWS_"))}
+    proc = subprocess.run([sys.executable, "-m", "rotator", "demo"], env=environ, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "== second run: nothing left to do" in proc.stdout
+    assert proc.stdout.rstrip().endswith("no actions")
