@@ -38,29 +38,34 @@ class ReportUnavailable(Exception):
 
 
 def list_managed_users(iam, *, hostname: str) -> tuple[tuple[ManagedUser, ...], tuple[SkippedUser, ...]]:
-    """Users whose name starts with ``gen3wf-`` and whose ``name`` tag is ``gen3wf-<H>``.
+    """Users whose name starts with ``gen3wf-`` and whose ``name`` tag is ``gen3wf-<H>``."""
+    managed: list[ManagedUser] = []
+    skipped: list[SkippedUser] = []
+    for page in iam.get_paginator("get_account_authorization_details").paginate(Filter=["User"]):
+        for detail in page.get("UserDetailList", []):
+            tags = {t["Key"]: t["Value"] for t in detail.get("Tags", [])}
+            found = classify_user(detail["UserName"], tags, hostname=hostname)
+            if isinstance(found, ManagedUser):
+                managed.append(found)
+            elif isinstance(found, SkippedUser):
+                skipped.append(found)
+    managed.sort(key=lambda u: u.name)
+    return tuple(managed), tuple(skipped)
+
+
+def classify_user(name: str, tags: dict[str, str], *, hostname: str) -> ManagedUser | SkippedUser | None:
+    """Ours, ours but malformed, or not ours (None).
 
     The tag, not the name prefix, makes a user ours; a tagged user whose name does not
     follow the service's rule is skipped and reported, never guessed at.
     """
     tag = owner_tag_value(hostname)
-    managed: list[ManagedUser] = []
-    skipped: list[SkippedUser] = []
-    for page in iam.get_paginator("get_account_authorization_details").paginate(Filter=["User"]):
-        for detail in page.get("UserDetailList", []):
-            name = detail["UserName"]
-            if not name.startswith(NAME_PREFIX):
-                continue
-            tags = {t["Key"]: t["Value"] for t in detail.get("Tags", [])}
-            if tags.get(OWNER_TAG) != tag:
-                continue
-            parsed = parse_user_name(name, hostname=hostname)
-            if parsed is None:
-                skipped.append(SkippedUser(name=name, reason=f"tagged {OWNER_TAG}={tag} but the name does not follow the gen3wf-<host>-<userid> rule"))
-                continue
-            managed.append(ManagedUser(name=name, user_id=parsed.user_id, kind=parsed.kind))
-    managed.sort(key=lambda u: u.name)
-    return tuple(managed), tuple(skipped)
+    if not name.startswith(NAME_PREFIX) or tags.get(OWNER_TAG) != tag:
+        return None
+    parsed = parse_user_name(name, hostname=hostname)
+    if parsed is None:
+        return SkippedUser(name=name, reason=f"tagged {OWNER_TAG}={tag} but the name does not follow the gen3wf-<host>-<userid> rule")
+    return ManagedUser(name=name, user_id=parsed.user_id, kind=parsed.kind)
 
 
 def read_credential_report(iam, *, sleep: Callable[[float], None] = time.sleep) -> dict[str, tuple[ReportedKey, ...]]:

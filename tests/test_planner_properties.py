@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rotator.inventory import classify_user
 from rotator.model import CREATE_KEY, DELETE_KEY, FORGET_KEY, AccessKey, BotState, ManagedUser, UserKeys
 from rotator.planner import plan_bot_keys, plan_user_keys
+from rotator.names import iam_user_name, owner_tag_value, parse_user_name
 from rotator.settings import BotKeysSettings, UserKeysSettings
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -80,8 +82,32 @@ def test_user_keys_deletes_exactly_what_the_service_calls_expired(keys, lifetime
     assert {a.key_id for a in actions} == {k.key_id for k in keys if _expired(k, lifetime)}
 
 
-@given(states=st.lists(bot_states, max_size=3), s=bot_settings)
-def test_no_state_no_action(states, s):
-    """Users not handed to the planner (unmanaged ones never are) get no action."""
-    assert plan_bot_keys([], now=NOW, settings=s) == ()
-    assert plan_user_keys([], now=NOW, settings=UserKeysSettings()) == ()
+HOST = "gen3.example.org"
+names = st.one_of(
+    st.builds(iam_user_name, st.sampled_from([HOST, "other.example.org", "gen3.example.net"]), st.from_regex(r"\A[0-9]{1,6}(-bot)?\Z")),
+    st.from_regex(r"\Agen3wf-[a-z0-9-]{0,40}\Z"),
+    st.text(min_size=1, max_size=20),
+)
+tag_values = st.sampled_from([None, owner_tag_value(HOST), owner_tag_value("other.example.org"), "gen3wf-gen3", ""])
+
+
+@settings(max_examples=300)
+@given(users=st.lists(st.tuples(names, tag_values), max_size=8, unique_by=lambda u: u[0]), s=bot_settings)
+def test_no_action_on_an_unmanaged_user(users, s):
+    """Whatever the account holds, only users with our tag and a name the rule rebuilds get actions."""
+    ours = set()
+    states = []
+    for name, tag in users:
+        found = classify_user(name, {"name": tag} if tag is not None else {}, hostname=HOST)
+        if isinstance(found, ManagedUser):
+            assert tag == owner_tag_value(HOST)
+            parsed = parse_user_name(name, hostname=HOST)
+            assert parsed is not None and parsed.kind == found.kind
+            ours.add(name)
+            old = AccessKey("AKIA1", True, NOW - timedelta(days=400))
+            states.append((found, old))
+    user_states = [UserKeys(u, (k,)) for u, k in states if u.kind == "user"]
+    bot_states_ = [BotState(u, (k,), frozenset()) for u, k in states if u.kind == "bot"]
+    actions = plan_user_keys(user_states, now=NOW, settings=UserKeysSettings()) + plan_bot_keys(bot_states_, now=NOW, settings=s)
+    assert {a.user for a in actions} <= ours
+    assert {a.user for a in actions} == ours  # and every managed user with an expired key gets one
