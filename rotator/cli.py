@@ -17,7 +17,7 @@ from rotator.settings import ConfigError, Settings, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 
-AVAILABLE_JOBS = ("user-keys", "bot-keys")
+AVAILABLE_JOBS = ("user-keys", "bot-keys", "run-secrets")
 
 log = structlog.get_logger("rotator.cli")
 
@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     job_options(p_run)
     p_run.add_argument("--apply", action="store_true", help="change things (overrides ROTATOR_DRY_RUN)")
     sub.add_parser("demo", help="run end to end against an embedded AWS emulator, seeded")
+    p_restore = sub.add_parser("restore-secrets", help="undo run-secrets deletions inside the recovery window")
+    which = p_restore.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", action="append", metavar="RUN_ID", help="restore this run's secrets (repeatable)")
+    which.add_argument("--all", action="store_true", help="restore everything run-secrets scheduled for deletion")
+    p_restore.add_argument("--output", choices=("text", "json"), default="text")
     return parser
 
 
@@ -71,6 +76,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     from rotator.jobs import Runner
     from rotator.report import render_json, render_text
 
+    if args.command == "restore-secrets":
+        return restore_command(args, Runner(settings, aws=Aws()))
+
     jobs = list(dict.fromkeys(args.job or AVAILABLE_JOBS))
     dry_run = True if args.command == "plan" else not (args.apply or not settings.dry_run)
     runner = Runner(settings, aws=Aws())
@@ -83,6 +91,28 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     render = render_json if args.output == "json" else render_text
     print(render(result, command=args.command))
     return result.exit_code
+
+
+def restore_command(args: argparse.Namespace, runner) -> int:
+    import json
+
+    from rotator.restore import restore_secrets
+
+    try:
+        account_id = runner.check_identity()
+        sm = runner.secrets_client()
+    except ConfigError as exc:
+        print(f"rotator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    results = restore_secrets(sm, run_ids=None if args.all else set(args.run))
+    if args.output == "json":
+        print(json.dumps({"command": "restore-secrets", "account_id": account_id, "secrets": [r.__dict__ for r in results]}, indent=2))
+    elif not results:
+        print("nothing to restore: no secret scheduled for deletion by run-secrets matches")
+    else:
+        for r in results:
+            print(f"{r.outcome:9} {r.name}  (run {r.run_id}){'  ' + r.error if r.error else ''}")
+    return EXIT_FAILED if any(r.outcome == "failed" for r in results) else EXIT_OK
 
 
 if __name__ == "__main__":

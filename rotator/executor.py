@@ -7,6 +7,7 @@ created first is not a failure, and one failed action never stops the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from itertools import groupby
 
 import structlog
@@ -18,6 +19,7 @@ from rotator.keystore import BotKeyStore
 from rotator.model import (
     CREATE_KEY,
     DELETE_KEY,
+    DELETE_SECRET,
     DONE,
     DRY_RUN,
     FAILED,
@@ -30,7 +32,18 @@ from rotator.model import (
 
 log = structlog.get_logger("rotator.executor")
 
-PERMISSIONS = ("iam:DeleteAccessKey", "iam:CreateAccessKey", "iam:ListAccessKeys")
+PERMISSIONS = (
+    "iam:DeleteAccessKey",
+    "iam:CreateAccessKey",
+    "iam:ListAccessKeys",
+    "secretsmanager:TagResource",
+    "secretsmanager:RemoveRegionsFromReplication",
+    "secretsmanager:DeleteSecret",
+)
+
+# Tags set on a run secret just before deleting it: restore-secrets finds them by these.
+DELETED_FOR_RUN_TAG = "gen3wf-rotator:deleted-for-run"
+DELETED_AT_TAG = "gen3wf-rotator:deleted-at"
 
 _ERRORS = (ClientError, BotoCoreError, ValueError)
 
@@ -42,10 +55,19 @@ class Executor:
         iam,
         store: BotKeyStore | None,
         dry_run: bool,
+        sm=None,
+        recovery_window_days: int = 7,
+        recheck: Callable[[Action], str | None] | None = None,
+        clock: Callable[[], datetime] | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
+        """``recheck(action)`` returns why a planned secret deletion no longer holds, or None."""
         self._iam = iam
         self._store = store
+        self._sm = sm
+        self._recovery_window_days = recovery_window_days
+        self._recheck = recheck
+        self._clock = clock
         self.dry_run = dry_run
         self._on_outcome = on_outcome
 
@@ -60,6 +82,7 @@ class Executor:
                 outcomes.extend(self._apply_bot_user(user, group))
             else:
                 outcomes.extend(self._delete_key(a) for a in group)
+        outcomes.extend(self._delete_secret(a) for a in actions if a.kind == DELETE_SECRET)
         return tuple(outcomes)
 
     # --- one action each --------------------------------------------------------
@@ -151,6 +174,34 @@ class Executor:
         log.info("key.stored", user=key.user, key_id=key.key_id, store=self._store.name)
         return self._record(Outcome(action, DONE, None))
 
+    # --- run secrets ----------------------------------------------------------------
+
+    def _delete_secret(self, action: Action) -> Outcome:
+        if self._recheck is not None:
+            changed = self._recheck(action)
+            if changed:
+                return self._record(Outcome(action, SKIPPED, changed))
+        try:
+            when = self._clock().isoformat() if self._clock else ""
+            self._sm.tag_resource(
+                SecretId=action.target,
+                Tags=[{"Key": DELETED_FOR_RUN_TAG, "Value": action.run_id}, {"Key": DELETED_AT_TAG, "Value": when}],
+            )
+            if action.replica_regions:
+                # DeleteSecret refuses a secret that still has replicas.
+                self._sm.remove_regions_from_replication(SecretId=action.target, RemoveReplicaRegions=list(action.replica_regions))
+            if self._recovery_window_days:
+                self._sm.delete_secret(SecretId=action.target, RecoveryWindowInDays=self._recovery_window_days)
+            else:
+                self._sm.delete_secret(SecretId=action.target, ForceDeleteWithoutRecovery=True)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":  # already gone: what we wanted
+                return self._record(Outcome(action, DONE))
+            return self._record(Outcome(action, FAILED, describe_error(exc)))
+        except BotoCoreError as exc:
+            return self._record(Outcome(action, FAILED, describe_error(exc)))
+        return self._record(Outcome(action, DONE))
+
     def _after_limit_exceeded(self, action: Action) -> Outcome:
         # Another actor created a key between our listing and now: look again.
         try:
@@ -162,4 +213,9 @@ class Executor:
         return self._record(Outcome(action, FAILED, f"LimitExceeded with {len(keys)} keys listed"))
 
 
-_DONE_EVENTS = {DELETE_KEY: "key.deleted", CREATE_KEY: "key.created", FORGET_KEY: "store.key_forgotten"}
+_DONE_EVENTS = {
+    DELETE_KEY: "key.deleted",
+    CREATE_KEY: "key.created",
+    FORGET_KEY: "store.key_forgotten",
+    DELETE_SECRET: "secret.deleted",
+}

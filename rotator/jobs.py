@@ -8,6 +8,7 @@ tripped brake means nothing at all was touched.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,21 +21,38 @@ from rotator.aws import Aws, describe_error
 from rotator.executor import Executor
 from rotator.keystore import BotKeyStore
 from rotator.keystore.secretsmanager import SecretsManagerStore
-from rotator.model import FAILED, AccessKey, Action, BotState, ManagedUser, Outcome, ReportedKey, SkippedUser, UserKeys
+from rotator.model import (
+    FAILED,
+    AccessKey,
+    Action,
+    BotState,
+    ManagedUser,
+    Outcome,
+    ReportedKey,
+    RunSecret,
+    SkippedUser,
+    UserKeys,
+)
 from rotator.planner import (
     BOT_KEYS,
+    RUN_SECRETS,
     USER_KEYS,
     bot_may_need_action,
     plan_bot_keys,
+    plan_run_secrets,
     plan_user_keys,
+    run_secret_needs_status,
+    run_secret_verdict,
     user_may_need_action,
 )
+from rotator.runstatus import RunStatus, RunStatusSource, make_source
+from rotator.secret_inventory import describe_replication, list_run_secrets
 from rotator.safety import Brake, check_account, check_brakes
 from rotator.settings import ConfigError, Settings
 
 log = structlog.get_logger("rotator.jobs")
 
-KEY_JOBS = (USER_KEYS, BOT_KEYS)
+ALL_JOBS = (USER_KEYS, BOT_KEYS, RUN_SECRETS)
 
 
 def utcnow() -> datetime:
@@ -52,6 +70,8 @@ class JobPlan:
     errors: tuple[str, ...] = ()
     observed_keys: dict[str, tuple[AccessKey | ReportedKey, ...]] = field(default_factory=dict, repr=False)
     inventory_source: str = ""
+    states: dict[str, int] = field(default_factory=dict)
+    """run-secrets: how many secrets are in each state."""
 
 
 @dataclass
@@ -120,10 +140,18 @@ class Runner:
             raise ConfigError("bot-keys stores secrets in Secrets Manager: set AWS_REGION (or AWS_DEFAULT_REGION)")
         return SecretsManagerStore(self.aws.client("secretsmanager"), prefix=self.settings.bot_secret_prefix)
 
+    def secrets_client(self):
+        if self.aws.region is None:
+            raise ConfigError("run-secrets works in one Secrets Manager region: set AWS_REGION (or AWS_DEFAULT_REGION)")
+        return self.aws.client("secretsmanager")
+
     def run(self, jobs: Sequence[str], *, dry_run: bool, on_outcome: Callable[[Outcome], None] | None = None) -> RunResult:
         account_id = self.check_identity()
         store = self.bot_store() if BOT_KEYS in jobs else None
+        sm = self.secrets_client() if RUN_SECRETS in jobs else None
+        source = make_source(self.settings.run_secrets) if RUN_SECRETS in jobs else None
         now = self.clock()
+        self._secrets_by_name: dict[str, RunSecret] = {}
         log.info("run.started", jobs=list(jobs), dry_run=dry_run, account=account_id, now=now.isoformat())
 
         observer = _AccountObserver(self.aws.client("iam"), hostname=self.settings.hostname)
@@ -132,7 +160,7 @@ class Runner:
             started = time.monotonic()
             result = JobResult(job=job)
             try:
-                result.plan = self._plan(job, observer=observer, store=store, now=now)
+                result.plan = self._plan(job, observer=observer, store=store, source=source, now=now)
             except (ClientError, BotoCoreError) as exc:
                 result.error = describe_error(exc)
                 log.error("job.inventory_failed", job=job, error=result.error)
@@ -146,7 +174,16 @@ class Runner:
         if any(r.brake for r in results):
             log.error("run.refused", reason="a safety brake refused a plan; nothing was changed")
         else:
-            executor = Executor(iam=self.aws.client("iam"), store=store, dry_run=dry_run, on_outcome=on_outcome)
+            executor = Executor(
+                iam=self.aws.client("iam"),
+                store=store,
+                sm=sm,
+                dry_run=dry_run,
+                recovery_window_days=self.settings.run_secrets.recovery_window_days,
+                recheck=_Recheck(self, source) if source else None,
+                clock=self.clock,
+                on_outcome=on_outcome,
+            )
             for result in results:
                 if result.plan is None:
                     continue
@@ -158,13 +195,57 @@ class Runner:
             _log_summary(result, dry_run=dry_run)
         return RunResult(now=now, dry_run=dry_run, account_id=account_id, jobs=results)
 
-    def _plan(self, job: str, *, observer: _AccountObserver, store: BotKeyStore | None, now: datetime) -> JobPlan:
+    def _plan(
+        self, job: str, *, observer: _AccountObserver, store: BotKeyStore | None, source: RunStatusSource | None, now: datetime
+    ) -> JobPlan:
         if job == USER_KEYS:
             return self._plan_user_keys(observer, now=now)
         if job == BOT_KEYS:
             assert store is not None
             return self._plan_bot_keys(observer, store=store, now=now)
+        if job == RUN_SECRETS:
+            assert source is not None
+            return self._plan_run_secrets(source=source, now=now)
         raise ConfigError(f"unknown job {job!r}")
+
+    def _plan_run_secrets(self, *, source: RunStatusSource, now: datetime) -> JobPlan:
+        settings = self.settings.run_secrets
+        sm = self.secrets_client()
+        region = self.aws.region
+        secrets = list_run_secrets(sm, patterns=settings.patterns, exclude_prefixes=[self.settings.bot_secret_prefix])
+        run_ids = sorted({s.run_id for s in secrets if run_secret_needs_status(s, now=now, settings=settings, region=region)})
+        statuses = lookup_statuses(source, run_ids)
+        described = []
+        for secret in secrets:
+            _, reason = run_secret_verdict(secret, statuses.get(secret.run_id), now=now, settings=settings, region=region)
+            described.append(describe_replication(sm, secret) if reason else secret)
+        actions, states = plan_run_secrets(described, statuses, now=now, settings=settings, region=region)
+        self._secrets_by_name = {s.name: s for s in described}
+        errors = tuple(
+            f"run {run_id}: {source.name} status unavailable ({status.detail}); its secrets are kept"
+            for run_id, status in statuses.items()
+            if status.state == "error"
+        )
+        for message in errors:
+            log.error("run_status.failed", source=source.name, error=message)
+        skipped = tuple(
+            SkippedUser(name=s.name, reason="has a run-secret prefix but matches no pattern") for s in secrets if s.run_id is None
+        )
+        for s in skipped:
+            log.warning("secret.skipped", secret=s.name, reason=s.reason)
+        for s in described:
+            if s.pending_deletion:
+                log.info("secret.pending_deletion", secret=s.name, run_id=s.run_id)
+        return JobPlan(
+            job=RUN_SECRETS,
+            actions=actions,
+            managed_users=0,
+            managed=len(secrets),
+            skipped=skipped,
+            errors=errors,
+            inventory_source=f"list-secrets + {source.name}",
+            states=states,
+        )
 
     def _plan_user_keys(self, observer: _AccountObserver, *, now: datetime) -> JobPlan:
         settings = self.settings.user_keys
@@ -223,6 +304,38 @@ class Runner:
             observed_keys=observed,
             inventory_source=observer.source,
         )
+
+
+STATUS_CONCURRENCY = 8
+
+
+def lookup_statuses(source: RunStatusSource, run_ids: Sequence[str]) -> dict[str, RunStatus]:
+    """One lookup per run, at most STATUS_CONCURRENCY at a time."""
+    if not run_ids:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(STATUS_CONCURRENCY, len(run_ids)), thread_name_prefix="run-status") as pool:
+        return dict(zip(run_ids, pool.map(source.lookup, run_ids)))
+
+
+class _Recheck:
+    """Looks a run up again just before its secrets are deleted (once per run)."""
+
+    def __init__(self, runner: Runner, source: RunStatusSource) -> None:
+        self._runner = runner
+        self._source = source
+        self._fresh: dict[str, RunStatus] = {}
+
+    def __call__(self, action: Action) -> str | None:
+        if action.run_id not in self._fresh:
+            self._fresh[action.run_id] = self._source.lookup(action.run_id)
+        status = self._fresh[action.run_id]
+        secret = self._runner._secrets_by_name[action.target]
+        _, reason = run_secret_verdict(
+            secret, status, now=self._runner.clock(), settings=self._runner.settings.run_secrets, region=self._runner.aws.region
+        )
+        if reason is None:
+            return f"kept: run {action.run_id} is now {status.state} ({status.detail})"
+        return None
 
 
 class _AccountObserver:

@@ -78,6 +78,22 @@ class BotState:
 
 
 @dataclass(frozen=True)
+class RunSecret:
+    """A Secrets Manager secret whose name has a run-secret pattern's prefix. Never its value."""
+
+    name: str
+    arn: str
+    created: datetime
+    run_id: str | None
+    """None: the name has the prefix but does not parse."""
+    pending_deletion: bool = False
+    primary_region: str | None = None
+    """Set (to another region) when this secret is a replica."""
+    replica_regions: tuple[str, ...] | None = None
+    """Regions it is replicated to; None until described."""
+
+
+@dataclass(frozen=True)
 class Action:
     job: str
     kind: str
@@ -85,6 +101,8 @@ class Action:
     reason: str
     user: str | None = None
     key_id: str | None = None
+    run_id: str | None = None
+    replica_regions: tuple[str, ...] = ()
 
     @property
     def is_deletion(self) -> bool:

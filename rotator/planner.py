@@ -12,15 +12,18 @@ from datetime import datetime, timedelta
 from rotator.model import (
     CREATE_KEY,
     DELETE_KEY,
+    DELETE_SECRET,
     FORGET_KEY,
     AccessKey,
     Action,
     BotState,
     ManagedUser,
     ReportedKey,
+    RunSecret,
     UserKeys,
 )
-from rotator.settings import BotKeysSettings, UserKeysSettings
+from rotator.runstatus import RunStatus
+from rotator.settings import BotKeysSettings, RunSecretsSettings, UserKeysSettings
 
 USER_KEYS = "user-keys"
 BOT_KEYS = "bot-keys"
@@ -181,3 +184,79 @@ def _delete(job: str, user: ManagedUser, key: AccessKey, reason: str) -> Action:
 
 def count_keys(reported: Mapping[str, Sequence[ReportedKey]], users: Iterable[ManagedUser]) -> int:
     return sum(len(reported.get(u.name, ())) for u in users)
+
+
+# --- run-secrets ----------------------------------------------------------------------
+
+RUN_SECRETS = "run-secrets"
+
+
+def run_secret_verdict(
+    secret: RunSecret, status: RunStatus | None, *, now: datetime, settings: RunSecretsSettings, region: str | None
+) -> tuple[str, str | None]:
+    """(state, reason to delete or None) for one secret.
+
+    States: malformed, pending-deletion, too-young, replica, active, error, unknown (kept:
+    not known finished and not old enough), replicated (would go, but has replicas),
+    finished and expired (both deleted).
+    """
+    if secret.run_id is None:
+        return "malformed", None
+    if secret.pending_deletion:
+        return "pending-deletion", None
+    age = now - secret.created
+    # ListSecrets is eventually consistent, and a run may still be starting: leave young secrets.
+    if age < timedelta(minutes=settings.min_age_minutes):
+        return "too-young", None
+    if secret.primary_region and secret.primary_region != region:
+        return "replica", None
+    if status is None or status.state == "error":
+        return "error", None
+    if status.state == "active":
+        return "active", None
+    if status.state == "finished":
+        state, reason = "finished", f"run {secret.run_id} {status.detail} ({settings.status_source})"
+    elif age.days > settings.max_age_days:
+        state, reason = "expired", (
+            f"run {secret.run_id} not known finished ({status.detail}), secret {age.days}d > {settings.max_age_days}d"
+        )
+    else:
+        return "unknown", None
+    if secret.replica_regions and not settings.remove_replicas:
+        return "replicated", None
+    return state, reason
+
+
+def run_secret_needs_status(secret: RunSecret, *, now: datetime, settings: RunSecretsSettings, region: str | None) -> bool:
+    """Whether the run's status matters for this secret (saves a lookup otherwise)."""
+    state, _ = run_secret_verdict(secret, RunStatus("finished", ""), now=now, settings=settings, region=region)
+    return state not in ("malformed", "pending-deletion", "too-young", "replica")
+
+
+def plan_run_secrets(
+    secrets: Iterable[RunSecret],
+    statuses: Mapping[str, RunStatus],
+    *,
+    now: datetime,
+    settings: RunSecretsSettings,
+    region: str | None,
+) -> tuple[tuple[Action, ...], dict[str, int]]:
+    """Actions, and how many secrets are in each state (for the report and metrics)."""
+    actions = []
+    states: dict[str, int] = {}
+    for secret in sorted(secrets, key=lambda s: s.name):
+        status = statuses.get(secret.run_id) if secret.run_id else None
+        state, reason = run_secret_verdict(secret, status, now=now, settings=settings, region=region)
+        states[state] = states.get(state, 0) + 1
+        if reason:
+            actions.append(
+                Action(
+                    job=RUN_SECRETS,
+                    kind=DELETE_SECRET,
+                    target=secret.name,
+                    reason=reason,
+                    run_id=secret.run_id,
+                    replica_regions=secret.replica_regions or (),
+                )
+            )
+    return tuple(actions), states

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rotator.names import owner_tag_value
@@ -52,19 +52,41 @@ class BotKeysSettings(_Section):
     orphan_grace_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
 
 
+_URL = r"^https?://[^\s/$.?#][^\s]*$"
+
+
 class SeqeraSettings(_Section):
-    url: str | None = None
+    url: str | None = Field(None, pattern=_URL)
     token: str | None = Field(None, repr=False)
     token_file: Path | None = None
     workspace_id: str | None = Field(None, pattern=r"^\d+$")
 
+    def bearer(self) -> str | None:
+        return _token(self.token, self.token_file, "ROTATOR_RUN_SECRETS__SEQERA__TOKEN_FILE")
+
 
 class TesSettings(_Section):
-    url: str | None = None
+    url: str | None = Field(None, pattern=_URL)
     token: str | None = Field(None, repr=False)
     token_file: Path | None = None
     username: str | None = None
     password: str | None = Field(None, repr=False)
+
+    def bearer(self) -> str | None:
+        return _token(self.token, self.token_file, "ROTATOR_RUN_SECRETS__TES__TOKEN_FILE")
+
+
+def _token(token: str | None, token_file: Path | None, variable: str) -> str | None:
+    """The token, read from its file at each use so that a mounted, rotated token is picked up."""
+    if token_file is None:
+        return token
+    try:
+        value = token_file.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {token_file}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{variable}: {token_file} is empty")
+    return value
 
 
 class RunSecretsSettings(_Section):
@@ -89,6 +111,25 @@ class RunSecretsSettings(_Section):
             if "run_id" not in compiled.groupindex:
                 raise ValueError(f"{pattern!r} has no named group 'run_id'")
         return patterns
+
+    @model_validator(mode="after")
+    def _source_is_usable(self) -> "RunSecretsSettings":
+        if self.status_source == "seqera":
+            if not self.seqera.url:
+                raise ValueError("status_source seqera needs ROTATOR_RUN_SECRETS__SEQERA__URL")
+            if not (self.seqera.token or self.seqera.token_file):
+                raise ValueError("status_source seqera needs ROTATOR_RUN_SECRETS__SEQERA__TOKEN or __TOKEN_FILE")
+        if self.status_source == "tes":
+            if not self.tes.url:
+                raise ValueError("status_source tes needs ROTATOR_RUN_SECRETS__TES__URL")
+            if (self.tes.token or self.tes.token_file) and self.tes.username:
+                raise ValueError("TES auth: set a token (Bearer) or a username/password (Basic), not both")
+        for section, var in ((self.seqera, "SEQERA"), (self.tes, "TES")):
+            if section.token and section.token_file:
+                raise ValueError(f"set ROTATOR_RUN_SECRETS__{var}__TOKEN or __TOKEN_FILE, not both")
+            if section.token_file is not None and not section.token_file.is_file():
+                raise ValueError(f"ROTATOR_RUN_SECRETS__{var}__TOKEN_FILE: {section.token_file} is not a file")
+        return self
 
     @field_validator("recovery_window_days")
     @classmethod

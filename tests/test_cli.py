@@ -84,7 +84,7 @@ def test_run_apply_exit_0_json(endpoint, iam, seeded):
     assert len(key_ids(iam, bot_user_name(HOST, "1"))) == 2
     # logs are JSON lines on stderr, one summary per job
     events = [json.loads(line) for line in proc.stderr.splitlines()]
-    assert [e["job"] for e in events if e["event"] == "job.finished"] == ["user-keys", "bot-keys"]
+    assert [e["job"] for e in events if e["event"] == "job.finished"] == ["user-keys", "bot-keys", "run-secrets"]
     # nothing secret anywhere
     value = json.loads(boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1").get_secret_value(SecretId=PREFIX + bot_user_name(HOST, "1"))["SecretString"])
     for entry in value:

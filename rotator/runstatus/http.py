@@ -1,0 +1,43 @@
+"""The one HTTP helper the status sources share: a urllib3 pool with timeouts and bounded retries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import urllib3
+from urllib3.exceptions import HTTPError, TimeoutError
+
+from rotator import __version__
+from rotator.runstatus import RunStatus
+
+
+class JsonClient:
+    def __init__(self, *, timeout_seconds: float, headers: dict[str, str]) -> None:
+        self._headers = {"Accept": "application/json", "User-Agent": f"gen3wf-rotator/{__version__}", **headers}
+        self._pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=timeout_seconds),
+            # A status request is a read: retry once on transient server errors, never on 4xx.
+            retries=urllib3.Retry(total=1, connect=1, read=0, status=1, backoff_factor=0.2,
+                                  status_forcelist=(502, 503, 504), allowed_methods={"GET"}, raise_on_status=False),
+            maxsize=8,
+        )
+
+    def __repr__(self) -> str:  # the headers carry the token
+        return "JsonClient()"
+
+    def get(self, url: str, fields: dict[str, str] | None = None) -> tuple[int, Any] | RunStatus:
+        """(HTTP status, parsed JSON or None), or an ``error`` RunStatus when no answer came."""
+        try:
+            response = self._pool.request("GET", url, fields=fields, headers=self._headers)
+        except TimeoutError:
+            return RunStatus("error", "timeout")
+        except HTTPError as exc:
+            return RunStatus("error", type(exc).__name__)
+        body = None
+        if response.data:
+            try:
+                body = json.loads(response.data)
+            except ValueError:
+                body = None
+        return response.status, body
