@@ -74,6 +74,26 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+# (name, age): with no status API configured, age alone decides (past 30 days).
+SEED_SECRETS = (
+    ("tower-4kd9XbQ2/AWS_ACCESS_TOKEN", timedelta(days=45)),  # an orphan of a long-dead run
+    ("tower-4kd9XbQ2/GITHUB_TOKEN", timedelta(days=45)),
+    ("tower-7HqP2mZ1/TOKEN", timedelta(days=2)),  # a run that may still be going
+    ("tower-bad-name/TOKEN", timedelta(days=45)),  # our prefix, not our pattern: skipped
+    ("prod/database-password", timedelta(days=400)),  # decoy
+)
+
+
+def seed_secrets(aws, *, now: datetime) -> None:
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    sm = aws.client("secretsmanager")
+    backend = secretsmanager_backends[ACCOUNT_ID][aws.region]
+    for name, age in SEED_SECRETS:
+        sm.create_secret(Name=name, SecretString="demo-value")
+        backend.secrets[name].created_date = int((now - age).timestamp())  # moto stamps "now"
+
+
 def seed(aws, *, hostname: str, secret_prefix: str, now: datetime, users: list[SeedUser] | None = None) -> None:
     """Create users and keys through the AWS API, then age the keys in the emulator."""
     from moto.iam.models import iam_backends
@@ -126,7 +146,14 @@ def end_state(aws, *, secret_prefix: str, now: datetime) -> str:
                     )
                 )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+    table = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+    secrets = [("SECRET", "STATE")]
+    sm = aws.client("secretsmanager")
+    for page in sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
+        for s in sorted(page["SecretList"], key=lambda s: s["Name"]):
+            secrets.append((s["Name"], "scheduled for deletion" if "DeletedDate" in s else "present"))
+    width = max(len(n) for n, _ in secrets)
+    return table + "\n\n" + "\n".join(f"{n.ljust(width)}  {st}" for n, st in secrets)
 
 
 def main() -> int:
@@ -161,10 +188,11 @@ def main() -> int:
         now = utcnow()
         print(f"== embedded AWS emulator at {url}; seeding deployment {HOSTNAME} and decoys\n")
         seed(aws, hostname=HOSTNAME, secret_prefix=settings.bot_secret_prefix, now=now)
+        seed_secrets(aws, now=now)
         print(end_state(aws, secret_prefix=settings.bot_secret_prefix, now=now))
 
         runner = Runner(settings, aws=aws)
-        jobs = ["user-keys", "bot-keys"]
+        jobs = ["user-keys", "bot-keys", "run-secrets"]
         print("\n== rotator plan")
         print(render_text(runner.run(jobs, dry_run=True), command="plan"))
 

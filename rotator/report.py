@@ -39,6 +39,7 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
                 "inventory_source": job.plan.inventory_source if job.plan else None,
                 "skipped": [{"name": s.name, "reason": s.reason} for s in job.plan.skipped] if job.plan else [],
                 "errors": list(job.plan.errors) if job.plan else [],
+                "states": dict(job.plan.states) if job.plan else {},
                 "error": job.error,
                 "brake": {"limit": job.brake.limit, "message": job.brake.message} if job.brake else None,
                 "actions": actions,
@@ -78,7 +79,13 @@ def render_text(result: RunResult, *, command: str) -> str:
     shown: set[str] = set()
     for job in doc["jobs"]:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(job["summary"].items())) or "no actions"
-        detail = f"{job['managed_users']} users, {job['managed']} managed" if job["managed_users"] is not None else ""
+        if job["managed_users"] is None:
+            detail = "not planned"
+        elif job["job"] == "run-secrets":
+            states = ", ".join(f"{n} {k}" for k, n in sorted(job["states"].items()))
+            detail = f"{job['managed']} secrets" + (f" ({states})" if states else "")
+        else:
+            detail = f"{job['managed_users']} users, {job['managed']} keys"
         lines.append(f"{job['job']}: {job['outcome']} · {detail} · {summary}")
         for s in job["skipped"]:
             if s["name"] not in shown:

@@ -192,3 +192,65 @@ def test_demo_runs_end_to_end():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "== second run: nothing left to do" in proc.stdout
     assert proc.stdout.rstrip().endswith("no actions")
+
+
+@pytest.fixture
+def status_api():
+    from fake_status_api import FakeStatusApi
+
+    fake = FakeStatusApi().start()
+    yield fake
+    fake.stop()
+
+
+def _old_secret(clients, name):
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    clients["secretsmanager"].create_secret(Name=name, SecretString="pipeline-secret-" + name)
+    # moto stamps "now"; age the secret past the minimum age
+    secretsmanager_backends["123456789012"]["us-east-1"].secrets[name].created_date = int(utcnow().timestamp()) - 3 * 3600
+
+
+@pytest.mark.parametrize("source", ["seqera", "tes", "none"])
+def test_run_secrets_with_each_source(endpoint, iam, clients, status_api, source):
+    status_api.seqera.update(fin="SUCCEEDED", act="RUNNING")
+    status_api.tes.update(fin="COMPLETE", act="RUNNING")
+    for run_id in ("fin", "act"):
+        _old_secret(clients, f"tower-{run_id}/TOKEN")
+    _old_secret(clients, "unrelated/secret")
+    env = {"ROTATOR_RUN_SECRETS__STATUS_SOURCE": source}
+    if source == "seqera":
+        env.update(ROTATOR_RUN_SECRETS__SEQERA__URL=status_api.seqera_url, ROTATOR_RUN_SECRETS__SEQERA__TOKEN=status_api.token)
+    if source == "tes":
+        env.update(ROTATOR_RUN_SECRETS__TES__URL=status_api.tes_url, ROTATOR_RUN_SECRETS__TES__TOKEN=status_api.token)
+
+    plan = rotator("plan", "--job", "run-secrets", "--output", "json", endpoint=endpoint, **env)
+    assert plan.returncode == 0, plan.stderr
+    targets = [a["target"] for a in json.loads(plan.stdout)["jobs"][0]["actions"]]
+    assert targets == ([] if source == "none" else ["tower-fin/TOKEN"])  # "none" waits for the max age
+
+    applied = rotator("run", "--job", "run-secrets", "--apply", endpoint=endpoint, **env)
+    assert applied.returncode == 0, applied.stderr
+    listed = {s["Name"]: s for s in clients["secretsmanager"].list_secrets(IncludePlannedDeletion=True)["SecretList"]}
+    assert ("DeletedDate" in listed["tower-fin/TOKEN"]) is (source != "none")
+    assert "DeletedDate" not in listed["tower-act/TOKEN"] and "DeletedDate" not in listed["unrelated/secret"]
+    output = plan.stdout + plan.stderr + applied.stdout + applied.stderr
+    assert status_api.token not in output and "pipeline-secret-" not in output
+
+    if source != "none":
+        restored = rotator("restore-secrets", "--run", "fin", endpoint=endpoint)
+        assert restored.returncode == 0, restored.stderr
+        assert "restored  tower-fin/TOKEN" in restored.stdout
+        assert "DeletedDate" not in clients["secretsmanager"].describe_secret(SecretId="tower-fin/TOKEN")
+    assert "nothing to restore" in rotator("restore-secrets", "--all", endpoint=endpoint).stdout
+
+
+def test_restore_needs_a_choice(endpoint):
+    assert rotator("restore-secrets", endpoint=endpoint).returncode == 2
+
+
+def test_run_secrets_bad_source_config_exits_2(counting_endpoint):
+    url, counter = counting_endpoint
+    proc = rotator("run", endpoint=url, ROTATOR_RUN_SECRETS__STATUS_SOURCE="seqera")
+    assert proc.returncode == 2 and "ROTATOR_RUN_SECRETS__SEQERA__URL" in proc.stderr
+    assert counter.hits == 0

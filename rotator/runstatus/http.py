@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import urllib3
-from urllib3.exceptions import HTTPError, TimeoutError
+from urllib3.exceptions import HTTPError, MaxRetryError, TimeoutError
 
 from rotator import __version__
 from rotator.runstatus import RunStatus
@@ -30,10 +30,11 @@ class JsonClient:
         """(HTTP status, parsed JSON or None), or an ``error`` RunStatus when no answer came."""
         try:
             response = self._pool.request("GET", url, fields=fields, headers=self._headers)
-        except TimeoutError:
-            return RunStatus("error", "timeout")
         except HTTPError as exc:
-            return RunStatus("error", type(exc).__name__)
+            cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
+            if isinstance(cause, TimeoutError):
+                return RunStatus("error", "timeout")
+            return RunStatus("error", type(cause).__name__)
         body = None
         if response.data:
             try:

@@ -1,0 +1,212 @@
+"""moto + freezegun integration of the run-secrets job, and restore-secrets."""
+
+import json
+from datetime import date
+
+import pytest
+from freezegun import freeze_time
+
+from fake_status_api import FakeStatusApi
+from helpers import T0, days
+from rotator.executor import DELETED_FOR_RUN_TAG
+from rotator.jobs import Runner
+from rotator.keystore.secretsmanager import SecretsManagerStore
+from rotator.model import NewKey
+from rotator.restore import restore_secrets
+from rotator.settings import load_settings
+
+NOW = T0 + days(40)
+DECOYS = ("prod/db-password", "towerfoo/BAR", "Tower-abc/TOKEN")
+
+
+@pytest.fixture
+def api():
+    fake = FakeStatusApi().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def configure(monkeypatch, api):
+    def apply(source="seqera", **extra):
+        monkeypatch.setenv("ROTATOR_HOSTNAME", "gen3.example.org")
+        monkeypatch.setenv("ROTATOR_RUN_SECRETS__STATUS_SOURCE", source)
+        if source == "seqera":
+            monkeypatch.setenv("ROTATOR_RUN_SECRETS__SEQERA__URL", api.seqera_url)
+            monkeypatch.setenv("ROTATOR_RUN_SECRETS__SEQERA__TOKEN", api.token)
+        if source == "tes":
+            monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__URL", api.tes_url)
+            monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__TOKEN", api.token)
+        for name, value in extra.items():
+            monkeypatch.setenv(f"ROTATOR_RUN_SECRETS__{name.upper()}", value)
+        return load_settings()
+
+    return apply
+
+
+def create(sm, name, *, at=T0, **kw):
+    with freeze_time(at):
+        return sm.create_secret(Name=name, SecretString="value-" + name, **kw)["ARN"]
+
+
+def run(aws, settings, apply=True, now=NOW):
+    return Runner(settings, aws=aws, clock=lambda: now).run(["run-secrets"], dry_run=not apply)
+
+
+def describe(sm, name):
+    return sm.describe_secret(SecretId=name)
+
+
+@pytest.fixture
+def secrets(aws, api):
+    sm = aws.client("secretsmanager")
+    api.seqera.update(done1="SUCCEEDED", run1="RUNNING", err1=500, young="SUCCEEDED", pend1="SUCCEEDED")
+    for name in ("tower-done1/TOKEN", "tower-done1/AWS_KEY", "tower-run1/TOKEN", "tower-gone1/TOKEN", "tower-err1/TOKEN",
+                 "tower-bad-name/X", "tower-pend1/TOKEN", *DECOYS):
+        create(sm, name)
+    create(sm, "tower-gone2/TOKEN", at=NOW - days(10))
+    create(sm, "tower-young/TOKEN", at=NOW - days(0.01))
+    sm.delete_secret(SecretId="tower-pend1/TOKEN", RecoveryWindowInDays=30)
+    store = SecretsManagerStore(sm, prefix="gen3wf-rotator/gen3.example.org/bot-keys/")
+    with freeze_time(T0):
+        store.add(NewKey("gen3wf-gen3-example-org-1-bot", "AKIA1", T0, "bot-secret"))
+    return sm
+
+
+def test_seqera_end_to_end(aws, api, configure, secrets):
+    sm = secrets
+    result = run(aws, configure())
+    job = result.jobs[0]
+    assert {a.target: a.reason for a in job.plan.actions} == {
+        "tower-done1/AWS_KEY": "run done1 SUCCEEDED (seqera)",
+        "tower-done1/TOKEN": "run done1 SUCCEEDED (seqera)",
+        "tower-gone1/TOKEN": "run gone1 not known finished (HTTP 404), secret 40d > 30d",
+    }
+    assert job.plan.states == {"finished": 2, "active": 1, "expired": 1, "unknown": 1, "error": 1,
+                               "too-young": 1, "malformed": 1, "pending-deletion": 1}
+    assert [s.name for s in job.plan.skipped] == ["tower-bad-name/X"]
+    assert result.exit_code == 1  # the err1 lookup failed: counted, loud
+    assert all(o.outcome == "done" for o in job.outcomes)
+
+    for name in ("tower-done1/TOKEN", "tower-done1/AWS_KEY", "tower-gone1/TOKEN"):
+        d = describe(sm, name)
+        assert "DeletedDate" in d
+        assert {"Key": DELETED_FOR_RUN_TAG, "Value": name.split("/")[0][6:]} in d["Tags"]
+    # the recovery window: moto reports the date the secret will be gone
+    assert (describe(sm, "tower-done1/TOKEN")["DeletedDate"].date() - date.today()).days == 7
+    for name in ("tower-run1/TOKEN", "tower-gone2/TOKEN", "tower-err1/TOKEN", "tower-young/TOKEN", "tower-bad-name/X", *DECOYS):
+        assert "DeletedDate" not in describe(sm, name), name
+    assert "DeletedDate" not in describe(sm, "gen3wf-rotator/gen3.example.org/bot-keys/gen3wf-gen3-example-org-1-bot")
+    # the pending one was not touched (no tag added)
+    assert not any(t["Key"] == DELETED_FOR_RUN_TAG for t in describe(sm, "tower-pend1/TOKEN").get("Tags", []))
+
+    # one lookup per run, plus one re-check per run before deleting its secrets
+    paths = [p for p, _, _ in api.requests]
+    assert paths.count("/api/workflow/done1") == 2
+    assert "/api/workflow/young" not in paths  # too young: never looked up
+
+    # restore brings them back
+    restored = restore_secrets(sm, run_ids={"done1"})
+    assert [(r.name, r.outcome) for r in restored] == [("tower-done1/AWS_KEY", "restored"), ("tower-done1/TOKEN", "restored")]
+    assert "DeletedDate" not in describe(sm, "tower-done1/TOKEN")
+    assert not any(t["Key"] == DELETED_FOR_RUN_TAG for t in describe(sm, "tower-done1/TOKEN").get("Tags", []))
+    assert sm.get_secret_value(SecretId="tower-done1/TOKEN")["SecretString"] == "value-tower-done1/TOKEN"
+    assert "DeletedDate" in describe(sm, "tower-gone1/TOKEN")
+    assert [r.name for r in restore_secrets(sm, run_ids=None)] == ["tower-gone1/TOKEN"]
+    assert "DeletedDate" in describe(sm, "tower-pend1/TOKEN")  # not ours to restore
+
+
+def test_tes_source(aws, api, configure):
+    sm = aws.client("secretsmanager")
+    api.tes.update(t1="COMPLETE", t2="EXECUTOR_ERROR", t3="RUNNING", t4="PREEMPTED")
+    for run_id in ("t1", "t2", "t3", "t4"):
+        create(sm, f"tower-{run_id}/SECRET")
+    result = run(aws, configure("tes"))
+    assert result.exit_code == 0
+    assert sorted(a.target for a in result.jobs[0].plan.actions) == ["tower-t1/SECRET", "tower-t2/SECRET"]
+
+
+def test_no_source_age_only(aws, configure):
+    sm = aws.client("secretsmanager")
+    create(sm, "tower-old/X")
+    create(sm, "tower-new/X", at=NOW - days(3))
+    result = run(aws, configure("none"))
+    assert [a.target for a in result.jobs[0].plan.actions] == ["tower-old/X"]
+    assert result.jobs[0].plan.actions[0].reason == "run old not known finished (no status source), secret 40d > 30d"
+
+
+def test_status_api_outage_deletes_nothing(aws, api, configure, secrets):
+    api.stop()
+    result = run(aws, configure())
+    job = result.jobs[0]
+    assert job.plan.actions == ()
+    assert result.exit_code == 1
+    assert job.plan.states["error"] == 6
+    assert not any("DeletedDate" in describe(secrets, n) for n in ("tower-done1/TOKEN", "tower-gone1/TOKEN"))
+
+
+def test_status_rechecked_just_before_deletion(aws, api, configure):
+    sm = aws.client("secretsmanager")
+    create(sm, "tower-flip/TOKEN")
+    api.seqera["flip"] = ["FAILED", "RUNNING"]  # e.g. resumed after the plan was made
+    result = run(aws, configure())
+    [outcome] = result.jobs[0].outcomes
+    assert outcome.outcome == "skipped"
+    assert "now active (RUNNING)" in outcome.error
+    assert "DeletedDate" not in describe(sm, "tower-flip/TOKEN")
+
+
+def test_dry_run_deletes_nothing(aws, api, configure, secrets):
+    result = run(aws, configure(), apply=False)
+    assert {o.outcome for o in result.jobs[0].outcomes} == {"dry-run"}
+    assert "DeletedDate" not in describe(secrets, "tower-done1/TOKEN")
+
+
+def test_replicated_secrets(aws, api, configure):
+    sm = aws.client("secretsmanager")
+    create(sm, "tower-rep/TOKEN", AddReplicaRegions=[{"Region": "us-west-2"}])
+    api.seqera["rep"] = "SUCCEEDED"
+    result = run(aws, configure())
+    assert result.jobs[0].plan.actions == ()
+    assert result.jobs[0].plan.states == {"replicated": 1}
+    result = run(aws, configure(remove_replicas="true"))
+    assert [o.outcome for o in result.jobs[0].outcomes] == ["done"]
+    assert "DeletedDate" in describe(sm, "tower-rep/TOKEN")
+    assert not describe(sm, "tower-rep/TOKEN").get("ReplicationStatus")
+
+
+def test_without_recovery_window(aws, api, configure):
+    sm = aws.client("secretsmanager")
+    create(sm, "tower-done9/TOKEN")
+    api.seqera["done9"] = "SUCCEEDED"
+    run(aws, configure(recovery_window_days="0"))
+    assert sm.list_secrets(IncludePlannedDeletion=True)["SecretList"] == []
+
+
+def test_bot_key_store_never_matches(aws, configure):
+    sm = aws.client("secretsmanager")
+    store = SecretsManagerStore(sm, prefix="gen3wf-rotator/gen3.example.org/bot-keys/")
+    with freeze_time(T0):
+        store.add(NewKey("gen3wf-gen3-example-org-1-bot", "AKIA1", T0, "bot-secret"))
+    create(sm, "anything-else")
+    settings = configure("none", patterns=json.dumps(["^(?P<run_id>.+)$"]))  # as broad as it gets
+    result = run(aws, settings)
+    assert [a.target for a in result.jobs[0].plan.actions] == ["anything-else"]
+    assert result.jobs[0].plan.managed == 1
+
+
+def test_brake_applies(aws, api, configure, monkeypatch):
+    sm = aws.client("secretsmanager")
+    for n in range(3):
+        create(sm, f"tower-b{n}/TOKEN")
+        api.seqera[f"b{n}"] = "SUCCEEDED"
+    result = run(aws, configure())
+    assert result.exit_code == 0 and len(result.jobs[0].outcomes) == 3
+    for n in range(3, 6):
+        create(sm, f"tower-b{n}/TOKEN")
+        api.seqera[f"b{n}"] = "SUCCEEDED"
+    monkeypatch.setenv("ROTATOR_SAFETY__MAX_DELETIONS", "2")
+    refused = run(aws, configure())
+    assert refused.exit_code == 3
+    assert refused.jobs[0].brake.limit == "max_deletions"
+    assert not any("DeletedDate" in describe(sm, f"tower-b{n}/TOKEN") for n in range(3, 6))
