@@ -191,7 +191,10 @@ def test_demo_runs_end_to_end():
     proc = subprocess.run([sys.executable, "-m", "rotator", "demo"], env=environ, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "== second run: nothing left to do" in proc.stdout
-    assert proc.stdout.rstrip().endswith("no actions")
+    second = proc.stdout.split("== second run: nothing left to do")[1]
+    assert "nothing to do" in second
+    for job in ("user-keys", "bot-keys", "run-secrets"):
+        assert f"{job}: success" in second
 
 
 @pytest.fixture
