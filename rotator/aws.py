@@ -34,13 +34,23 @@ class Aws:
         # botocore reads only AWS_DEFAULT_REGION; EKS (IRSA) and the other SDKs set AWS_REGION.
         self.session = session or boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         self._clients: dict[str, Any] = {}
+        self._hooks: list[tuple[str, Any, str]] = []
+
+    def on(self, event: str, handler: Any, *, unique_id: str) -> None:
+        """Register a botocore event handler on every client, present and future."""
+        self._hooks.append((event, handler, unique_id))
+        for client in self._clients.values():
+            client.meta.events.register_first(event, handler, unique_id=unique_id)
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
             region = self.session.region_name
             if service in GLOBAL_SERVICES and region is None:
                 region = "us-east-1"  # global services; botocore still wants a region to sign with
-            self._clients[service] = self.session.client(service, region_name=region, config=CLIENT_CONFIG)
+            client = self.session.client(service, region_name=region, config=CLIENT_CONFIG)
+            for event, handler, unique_id in self._hooks:
+                client.meta.events.register_first(event, handler, unique_id=unique_id)
+            self._clients[service] = client
         return self._clients[service]
 
     @property

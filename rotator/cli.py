@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run jobs once (dry-run unless --apply or ROTATOR_DRY_RUN=false)")
     job_options(p_run)
     p_run.add_argument("--apply", action="store_true", help="change things (overrides ROTATOR_DRY_RUN)")
+    sub.add_parser("serve", help="run jobs on their schedules; serve /metrics, /healthz, /readyz")
     sub.add_parser("demo", help="run end to end against an embedded AWS emulator, seeded")
     p_restore = sub.add_parser("restore-secrets", help="undo run-secrets deletions inside the recovery window")
     which = p_restore.add_mutually_exclusive_group(required=True)
@@ -78,10 +79,19 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "restore-secrets":
         return restore_command(args, Runner(settings, aws=Aws()))
+    if args.command == "serve":
+        from rotator.serve import Service
+
+        return Service(settings).serve()
 
     jobs = list(dict.fromkeys(args.job or AVAILABLE_JOBS))
+    from rotator.metrics import Metrics, push
+
     dry_run = True if args.command == "plan" else not (args.apply or not settings.dry_run)
-    runner = Runner(settings, aws=Aws())
+    aws = Aws()
+    metrics = Metrics()
+    metrics.instrument(aws)
+    runner = Runner(settings, aws=aws)
     try:
         result = runner.run(jobs, dry_run=dry_run)
     except ConfigError as exc:
@@ -90,6 +100,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_CONFIG
     render = render_json if args.output == "json" else render_text
     print(render(result, command=args.command))
+    if args.command == "run" and settings.metrics.pushgateway_url:
+        metrics.record_run(result, settings=settings)
+        push(metrics, url=settings.metrics.pushgateway_url, hostname=settings.hostname, jobs=jobs)
     return result.exit_code
 
 

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rotator.model import Action
-from rotator.settings import ConfigError, SafetySettings
+from rotator.settings import AccountNotAllowed, SafetySettings
 
 
 def check_account(account_id: str, allowed: Sequence[str] | None) -> None:
     if allowed is not None and account_id not in allowed:
-        raise ConfigError(
+        raise AccountNotAllowed(
             f"AWS account {account_id} is not in ROTATOR_ALLOWED_ACCOUNT_IDS ({', '.join(allowed)}): refusing to act"
         )
 

@@ -36,6 +36,10 @@ class ConfigError(Exception):
     """Bad configuration or usage: exit 2, nothing touched."""
 
 
+class AccountNotAllowed(ConfigError):
+    """The credentials are for an AWS account outside ROTATOR_ALLOWED_ACCOUNT_IDS."""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -145,6 +149,22 @@ class ScheduleSettings(_Section):
     run_secrets: str = "20 3 * * *"
     run_on_start: bool = False
     jitter_seconds: int = Field(60, ge=0, le=3600)
+    shutdown_grace_seconds: int = Field(120, ge=0, le=3600)
+
+    @field_validator("user_keys", "bot_keys", "run_secrets")
+    @classmethod
+    def _crontab(cls, expression: str) -> str:
+        from rotator.schedule import cron_trigger
+
+        expression = expression.strip()
+        if expression:
+            cron_trigger(expression)  # raises ValueError with the reason
+        return expression
+
+    def expressions(self) -> dict[str, str]:
+        """Enabled jobs and their crontab: an empty expression disables a job."""
+        jobs = {"user-keys": self.user_keys, "bot-keys": self.bot_keys, "run-secrets": self.run_secrets}
+        return {job: expr for job, expr in jobs.items() if expr}
 
 
 class SafetySettings(_Section):

@@ -1,0 +1,224 @@
+"""Every Prometheus metric rotator exports, on a registry the caller owns.
+
+Values tell the truth: an action counts under the outcome it really had, and key gauges
+describe the account as the run left it (a failed deletion leaves an expired key counted).
+No label ever carries a secret, a user name or a key id (cardinality stays bounded).
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, push_to_gateway
+from prometheus_client.metrics_core import Metric
+
+from rotator import __version__
+from rotator.aws import Aws
+from rotator.jobs import JobResult, RunResult
+from rotator.model import CREATE_KEY, DELETE_KEY, DONE, AccessKey, ReportedKey
+from rotator.planner import BOT_KEYS, RUN_SECRETS, USER_KEYS, age_days
+from rotator.settings import Settings
+
+log = structlog.get_logger("rotator.metrics")
+
+disable_created_metrics()  # *_created series only double what the dashboards need
+
+KEY_STATES = ("live", "expired", "inactive")
+SECRET_STATES = (
+    "finished", "expired", "active", "unknown", "error", "too-young", "pending-deletion", "malformed", "replica", "replicated",
+)
+EXPIRY_WINDOWS_DAYS = (1, 3, 7, 14)
+THROTTLE_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
+     "RequestThrottled", "RequestThrottledException", "SlowDown"}
+)
+_KIND = {USER_KEYS: "user", BOT_KEYS: "bot"}
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.job_runs = Counter("rotator_job_runs_total", "Job runs by outcome (success, failed, refused, error).", ["job", "outcome"], registry=r)
+        self.job_duration = Gauge("rotator_job_duration_seconds", "Duration of the job's last run.", ["job"], registry=r)
+        self.last_success = Gauge(
+            "rotator_job_last_success_timestamp_seconds", "Unix time of the job's last successful run.", ["job"], registry=r
+        )
+        self.actions = Counter(
+            "rotator_actions_total", "Actions by kind and outcome (done, failed, skipped, dry-run).", ["job", "action", "outcome"], registry=r
+        )
+        self.managed_users = Gauge("rotator_managed_users", "IAM users managed, by kind (user, bot).", ["kind"], registry=r)
+        self.access_keys = Gauge(
+            "rotator_access_keys", "Access keys of managed users after the last run, by kind and state (live, expired, inactive).",
+            ["kind", "state"], registry=r,
+        )
+        self.keys_expiring = Gauge(
+            "rotator_access_keys_expiring", "Live keys that expire within the given number of days.", ["kind", "within_days"], registry=r
+        )
+        self.oldest_key_age = Gauge(
+            "rotator_access_key_oldest_age_seconds", "Age of the oldest live key, by kind.", ["kind"], registry=r
+        )
+        self.key_lifetime = Gauge(
+            "rotator_access_key_lifetime_seconds", "Configured key lifetime (a key expires once its whole-day age exceeds it).",
+            ["kind"], registry=r,
+        )
+        self.bot_users_unhealthy = Gauge(
+            "rotator_bot_users_unhealthy", "Bot users left without two live, stored keys by the last bot-keys run.", registry=r
+        )
+        self.run_secrets = Gauge("rotator_run_secrets", "Run secrets seen by the last run-secrets run, by state.", ["state"], registry=r)
+        self.skipped_names = Gauge(
+            "rotator_skipped_names", "Tagged users or prefixed secrets skipped because their name does not parse.", ["job"], registry=r
+        )
+        self.status_errors = Counter(
+            "rotator_run_status_errors_total", "Run-status lookups that failed (the run's secrets were kept).", ["source"], registry=r
+        )
+        self.aws_calls = Counter(
+            "rotator_aws_api_calls_total", "AWS API calls by final outcome (success, throttled, error).",
+            ["service", "operation", "outcome"], registry=r,
+        )
+        self.aws_throttles = Counter(
+            "rotator_aws_api_throttles_total", "AWS API attempts answered with a throttling error (retried or not).",
+            ["service", "operation"], registry=r,
+        )
+        self.brake_trips = Counter("rotator_safety_brake_trips_total", "Plans refused by a safety brake.", ["job"], registry=r)
+        self.build_info = Gauge("rotator_build_info", "Always 1; the version is a label.", ["version"], registry=r)
+        self.build_info.labels(version=__version__).set(1)
+
+    # --- AWS calls, from botocore's own events --------------------------------------
+
+    def instrument(self, aws: Aws) -> None:
+        aws.on("after-call", self._after_call, unique_id="rotator-metrics-after-call")
+        aws.on("after-call-error", self._after_call_error, unique_id="rotator-metrics-after-call-error")
+        aws.on("needs-retry", self._on_attempt, unique_id="rotator-metrics-needs-retry")
+
+    def _after_call(self, *, parsed: dict[str, Any], model, **_: Any) -> None:
+        code = (parsed or {}).get("Error", {}).get("Code")
+        outcome = "success" if not code else ("throttled" if code in THROTTLE_CODES else "error")
+        self.aws_calls.labels(model.service_model.service_name, model.name, outcome).inc()
+
+    def _after_call_error(self, *, model, **_: Any) -> None:
+        self.aws_calls.labels(model.service_model.service_name, model.name, "error").inc()
+
+    def _on_attempt(self, *, response=None, operation=None, **_: Any) -> None:
+        if response is None or operation is None:
+            return None
+        code = (response[1] or {}).get("Error", {}).get("Code")
+        if code in THROTTLE_CODES:
+            self.aws_throttles.labels(operation.service_model.service_name, operation.name).inc()
+        return None  # never decide about retries: botocore's handler does
+
+    # --- a run's results ------------------------------------------------------------
+
+    def record_run(self, result: RunResult, *, settings: Settings) -> None:
+        for job in result.jobs:
+            self.record_job(job, now=result.now, settings=settings)
+
+    def record_job(self, job: JobResult, *, now: datetime, settings: Settings) -> None:
+        self.job_runs.labels(job.job, job.outcome).inc()
+        self.job_duration.labels(job.job).set(job.duration_seconds)
+        if job.outcome == "success":
+            self.last_success.labels(job.job).set(now.timestamp())
+        if job.brake:
+            self.brake_trips.labels(job.job).inc()
+        for outcome in job.outcomes:
+            self.actions.labels(job.job, outcome.action.kind, outcome.outcome).inc()
+        plan = job.plan
+        if plan is None:
+            return  # nothing was observed: keep the last known state
+        self.skipped_names.labels(job.job).set(len(plan.skipped))
+        if job.job == RUN_SECRETS:
+            for state in SECRET_STATES:
+                self.run_secrets.labels(state).set(plan.states.get(state, 0))
+            source = settings.run_secrets.status_source
+            for _ in plan.errors:
+                self.status_errors.labels(source).inc()
+            return
+        kind = _KIND[job.job]
+        lifetime = settings.user_keys.lifetime_days if kind == "user" else settings.bot_keys.lifetime_days
+        self.managed_users.labels(kind).set(plan.managed_users)
+        self.key_lifetime.labels(kind).set(timedelta(days=lifetime).total_seconds())
+        self._record_keys(job, kind=kind, lifetime=lifetime, now=now)
+        if kind == "bot":
+            self.bot_users_unhealthy.set(_unhealthy_bots(job))
+
+    def _record_keys(self, job: JobResult, *, kind: str, lifetime: int, now: datetime) -> None:
+        deleted = {o.action.key_id for o in job.outcomes if o.outcome == DONE and o.action.kind == DELETE_KEY}
+        created = sum(1 for o in job.outcomes if o.outcome == DONE and o.action.kind == CREATE_KEY)
+        states: Tally[str] = Tally()
+        live_created: list[datetime] = [now] * created
+        for keys in job.plan.observed_keys.values():
+            for key in keys:
+                if isinstance(key, AccessKey) and key.key_id in deleted:
+                    continue
+                state = _key_state(key, now=now, lifetime=lifetime)
+                states[state] += 1
+                if state == "live":
+                    live_created.append(key.created)
+        states["live"] += created
+        for state in KEY_STATES:
+            self.access_keys.labels(kind, state).set(states[state])
+        for window in EXPIRY_WINDOWS_DAYS:
+            # A key expires once its whole-day age exceeds the lifetime: at created + lifetime + 1 days.
+            expiring = sum(1 for c in live_created if c + timedelta(days=lifetime + 1) - now <= timedelta(days=window))
+            self.keys_expiring.labels(kind, str(window)).set(expiring)
+        self.oldest_key_age.labels(kind).set(max(((now - c).total_seconds() for c in live_created), default=0))
+
+
+def _key_state(key: AccessKey | ReportedKey, *, now: datetime, lifetime: int) -> str:
+    if not key.active:
+        return "inactive"
+    return "expired" if age_days(key.created, now) > lifetime else "live"
+
+
+def _unhealthy_bots(job: JobResult) -> int:
+    """Bot users the run did not leave with two live, stored keys."""
+    if job.brake:
+        return len({a.user for a in job.plan.actions}) + len(job.plan.errors)
+    not_done = {o.action.user for o in job.outcomes if o.outcome != DONE}
+    return len(not_done) + len(job.plan.errors)
+
+
+# --- one-shot runs: push to a Pushgateway --------------------------------------------
+
+SHARED_GROUP = "rotator"
+
+
+class _Slice:
+    """A view of a registry with only the samples a predicate keeps (a collector for pushing)."""
+
+    def __init__(self, registry: CollectorRegistry, keep: Callable[[dict[str, str]], bool]) -> None:
+        self._registry = registry
+        self._keep = keep
+
+    def collect(self):
+        for family in self._registry.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [s for s in family.samples if self._keep(s.labels)]
+            if kept.samples:
+                yield kept
+
+
+def push(metrics: Metrics, *, url: str, hostname: str, jobs: Sequence[str], timeout: float = 10) -> bool:
+    """Push a run's metrics, grouped by job and hostname. Logs and returns False on failure.
+
+    The Pushgateway's grouping label ``job`` would overwrite our own ``job`` label, so each
+    rotator job gets its own group holding its series, and series without a job label
+    (AWS calls, build info, bot health) go to the group ``job="rotator"``: every series
+    lands exactly once.
+    """
+    groups = {job: _Slice(metrics.registry, lambda labels, job=job: labels.get("job") == job) for job in jobs}
+    groups[SHARED_GROUP] = _Slice(metrics.registry, lambda labels: "job" not in labels)
+    ok = True
+    for group, collector in groups.items():
+        try:
+            push_to_gateway(url, job=group, grouping_key={"hostname": hostname}, registry=collector, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - a failed push never changes the run's outcome
+            log.error("metrics.push_failed", url=url, group=group, error=f"{type(exc).__name__}: {exc}")
+            ok = False
+    if ok:
+        log.info("metrics.pushed", url=url, groups=sorted(groups))
+    return ok
