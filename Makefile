@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean venv
+IMAGE ?= gen3wf-rotator:dev
+BASE_IMAGE ?= python:3.11-slim
+EXTRAS ?=
+
+.PHONY: demo test bench lint clean venv wheels image
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,5 +23,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The image installs these with --no-index: nothing is fetched during `docker build`.
+wheels: $(STAMP)
+	rm -rf dist/wheels
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check -c constraints.txt -w dist/wheels '.[demo]'
+
+image: wheels
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg EXTRAS=$(EXTRAS) -t $(IMAGE) .
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info dist build

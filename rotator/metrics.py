@@ -27,6 +27,7 @@ log = structlog.get_logger("rotator.metrics")
 
 disable_created_metrics()  # *_created series only double what the dashboards need
 
+JOB_OUTCOMES = ("success", "failed", "refused", "error")
 KEY_STATES = ("live", "expired", "inactive")
 SECRET_STATES = (
     "finished", "expired", "active", "unknown", "error", "too-young", "pending-deletion", "malformed", "replica", "replicated",
@@ -44,6 +45,10 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.job_runs = Counter("rotator_job_runs_total", "Job runs by outcome (success, failed, refused, error).", ["job", "outcome"], registry=r)
+        self.last_outcome = Gauge(
+            "rotator_job_last_outcome", "1 for the outcome of the job's last run, 0 for the others.", ["job", "outcome"], registry=r
+        )
+        self.last_run = Gauge("rotator_job_last_run_timestamp_seconds", "Unix time the job last ran.", ["job"], registry=r)
         self.job_duration = Gauge("rotator_job_duration_seconds", "Duration of the job's last run.", ["job"], registry=r)
         self.last_success = Gauge(
             "rotator_job_last_success_timestamp_seconds", "Unix time of the job's last successful run.", ["job"], registry=r
@@ -119,6 +124,9 @@ class Metrics:
 
     def record_job(self, job: JobResult, *, now: datetime, settings: Settings) -> None:
         self.job_runs.labels(job.job, job.outcome).inc()
+        for outcome in JOB_OUTCOMES:
+            self.last_outcome.labels(job.job, outcome).set(1 if outcome == job.outcome else 0)
+        self.last_run.labels(job.job).set(now.timestamp())
         self.job_duration.labels(job.job).set(job.duration_seconds)
         if job.outcome == "success":
             self.last_success.labels(job.job).set(now.timestamp())
@@ -144,6 +152,13 @@ class Metrics:
         self._record_keys(job, kind=kind, lifetime=lifetime, now=now)
         if kind == "bot":
             self.bot_users_unhealthy.set(_unhealthy_bots(job))
+
+    def record_error(self, job: str, *, now: datetime) -> None:
+        """A run that ended before it had a result (configuration, crash)."""
+        self.job_runs.labels(job, "error").inc()
+        for outcome in JOB_OUTCOMES:
+            self.last_outcome.labels(job, outcome).set(1 if outcome == "error" else 0)
+        self.last_run.labels(job).set(now.timestamp())
 
     def _record_keys(self, job: JobResult, *, kind: str, lifetime: int, now: datetime) -> None:
         deleted = {o.action.key_id for o in job.outcomes if o.outcome == DONE and o.action.kind == DELETE_KEY}

@@ -77,10 +77,10 @@ class Service:
             self.metrics.record_run(result, settings=self.settings)
         except ConfigError as exc:
             log.error("job.error", job=job, error=str(exc))
-            self.metrics.job_runs.labels(job, "error").inc()
+            self.metrics.record_error(job, now=self.runner.clock())
         except Exception as exc:  # a failing job never stops the scheduler
             log.exception("job.crashed", job=job, error=f"{type(exc).__name__}: {exc}")
-            self.metrics.job_runs.labels(job, "error").inc()
+            self.metrics.record_error(job, now=self.runner.clock())
         finally:
             lock.release()
             with self._active_changed:

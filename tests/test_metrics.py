@@ -89,6 +89,8 @@ def test_a_failed_deletion_is_counted_as_failed(aws, settings, metrics, account,
     assert value(metrics, "rotator_access_keys", kind="user", state="expired") == 1  # still there, and it shows
     assert value(metrics, "rotator_bot_users_unhealthy") == 1
     assert value(metrics, "rotator_job_last_success_timestamp_seconds", job="user-keys") is None
+    assert value(metrics, "rotator_job_last_outcome", job="user-keys", outcome="failed") == 1
+    assert value(metrics, "rotator_job_last_outcome", job="user-keys", outcome="success") == 0
 
 
 @freeze_time(NOW)
