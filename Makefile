@@ -31,5 +31,9 @@ wheels: $(STAMP)
 image: wheels
 	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg EXTRAS=$(EXTRAS) -t $(IMAGE) .
 
+# Performance and memory targets (not part of `make test`).
+bench: $(STAMP)
+	$(BIN)/python bench/bench_rotator.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info dist build

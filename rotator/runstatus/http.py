@@ -26,6 +26,18 @@ class JsonClient:
     def __repr__(self) -> str:  # the headers carry the token
         return "JsonClient()"
 
+    def get_json(self, url: str, fields: dict[str, str] | None = None) -> Any | RunStatus:
+        """The parsed body of a 200 answer; ``not-found`` for 404; ``error`` for anything else."""
+        answer = self.get(url, fields)
+        if isinstance(answer, RunStatus):
+            return answer
+        code, body = answer
+        if code == 404:
+            return RunStatus("not-found", "HTTP 404")
+        if code != 200:
+            return RunStatus("error", f"HTTP {code}")
+        return body
+
     def get(self, url: str, fields: dict[str, str] | None = None) -> tuple[int, Any] | RunStatus:
         """(HTTP status, parsed JSON or None), or an ``error`` RunStatus when no answer came."""
         try:

@@ -24,14 +24,9 @@ class SeqeraSource:
 
     def lookup(self, run_id: str) -> RunStatus:
         fields = {"workspaceId": self._workspace_id} if self._workspace_id else None
-        answer = self._http.get(f"{self._url}/workflow/{quote(run_id, safe='')}", fields)
-        if isinstance(answer, RunStatus):
-            return answer
-        code, body = answer
-        if code == 404:
-            return RunStatus("not-found", "HTTP 404")
-        if code != 200:
-            return RunStatus("error", f"HTTP {code}")
+        body = self._http.get_json(f"{self._url}/workflow/{quote(run_id, safe='')}", fields)
+        if isinstance(body, RunStatus):
+            return body
         status = ((body or {}).get("workflow") or {}).get("status") if isinstance(body, dict) else None
         if status in FINAL:
             return RunStatus("finished", status)

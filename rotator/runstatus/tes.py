@@ -37,14 +37,9 @@ class TesSource:
         return f"TesSource(url={self._url!r})"
 
     def lookup(self, run_id: str) -> RunStatus:
-        answer = self._http.get(f"{self._url}/tasks/{quote(run_id, safe='')}", {"view": "MINIMAL"})
-        if isinstance(answer, RunStatus):
-            return answer
-        code, body = answer
-        if code == 404:
-            return RunStatus("not-found", "HTTP 404")
-        if code != 200:
-            return RunStatus("error", f"HTTP {code}")
+        body = self._http.get_json(f"{self._url}/tasks/{quote(run_id, safe='')}", {"view": "MINIMAL"})
+        if isinstance(body, RunStatus):
+            return body
         state = body.get("state") if isinstance(body, dict) else None
         if state in FINAL:
             return RunStatus("finished", state)
