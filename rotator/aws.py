@@ -6,6 +6,7 @@ Endpoint, region and credentials come from the standard AWS environment only.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import boto3
@@ -35,14 +36,21 @@ class Aws:
         self.session = session or boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Any, str]] = []
+        # boto3 clients are thread-safe, sessions are not: serve's jobs may build clients at once.
+        self._lock = threading.Lock()
 
     def on(self, event: str, handler: Any, *, unique_id: str) -> None:
         """Register a botocore event handler on every client, present and future."""
-        self._hooks.append((event, handler, unique_id))
-        for client in self._clients.values():
-            client.meta.events.register_first(event, handler, unique_id=unique_id)
+        with self._lock:
+            self._hooks.append((event, handler, unique_id))
+            for client in self._clients.values():
+                client.meta.events.register_first(event, handler, unique_id=unique_id)
 
     def client(self, service: str) -> Any:
+        with self._lock:
+            return self._client(service)
+
+    def _client(self, service: str) -> Any:
         if service not in self._clients:
             region = self.session.region_name
             if service in GLOBAL_SERVICES and region is None:

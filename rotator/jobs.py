@@ -72,6 +72,8 @@ class JobPlan:
     inventory_source: str = ""
     states: dict[str, int] = field(default_factory=dict)
     """run-secrets: how many secrets are in each state."""
+    secrets: dict[str, RunSecret] = field(default_factory=dict, repr=False)
+    """run-secrets: the secrets seen, by name, for the re-check before each deletion."""
 
 
 @dataclass
@@ -151,7 +153,6 @@ class Runner:
         sm = self.secrets_client() if RUN_SECRETS in jobs else None
         source = make_source(self.settings.run_secrets) if RUN_SECRETS in jobs else None
         now = self.clock()
-        self._secrets_by_name: dict[str, RunSecret] = {}
         log.info("run.started", jobs=list(jobs), dry_run=dry_run, account=account_id, now=now.isoformat())
 
         observer = _AccountObserver(self.aws.client("iam"), hostname=self.settings.hostname)
@@ -180,7 +181,7 @@ class Runner:
                 sm=sm,
                 dry_run=dry_run,
                 recovery_window_days=self.settings.run_secrets.recovery_window_days,
-                recheck=_Recheck(self, source) if source else None,
+                recheck=_Recheck(self, source, _planned_secrets(results)) if source else None,
                 clock=self.clock,
                 on_outcome=on_outcome,
             )
@@ -220,7 +221,6 @@ class Runner:
             _, reason = run_secret_verdict(secret, statuses.get(secret.run_id), now=now, settings=settings, region=region)
             described.append(describe_replication(sm, secret) if reason else secret)
         actions, states = plan_run_secrets(described, statuses, now=now, settings=settings, region=region)
-        self._secrets_by_name = {s.name: s for s in described}
         errors = tuple(
             f"run {run_id}: {source.name} status unavailable ({status.detail}); its secrets are kept"
             for run_id, status in statuses.items()
@@ -245,6 +245,7 @@ class Runner:
             errors=errors,
             inventory_source=f"list-secrets + {source.name}",
             states=states,
+            secrets={s.name: s for s in described},
         )
 
     def _plan_user_keys(self, observer: _AccountObserver, *, now: datetime) -> JobPlan:
@@ -317,19 +318,24 @@ def lookup_statuses(source: RunStatusSource, run_ids: Sequence[str]) -> dict[str
         return dict(zip(run_ids, pool.map(source.lookup, run_ids)))
 
 
+def _planned_secrets(results: Sequence[JobResult]) -> dict[str, RunSecret]:
+    return {name: s for r in results if r.plan for name, s in r.plan.secrets.items()}
+
+
 class _Recheck:
     """Looks a run up again just before its secrets are deleted (once per run)."""
 
-    def __init__(self, runner: Runner, source: RunStatusSource) -> None:
+    def __init__(self, runner: Runner, source: RunStatusSource, secrets: dict[str, RunSecret]) -> None:
         self._runner = runner
         self._source = source
+        self._secrets = secrets
         self._fresh: dict[str, RunStatus] = {}
 
     def __call__(self, action: Action) -> str | None:
         if action.run_id not in self._fresh:
             self._fresh[action.run_id] = self._source.lookup(action.run_id)
         status = self._fresh[action.run_id]
-        secret = self._runner._secrets_by_name[action.target]
+        secret = self._secrets[action.target]
         _, reason = run_secret_verdict(
             secret, status, now=self._runner.clock(), settings=self._runner.settings.run_secrets, region=self._runner.aws.region
         )

@@ -99,3 +99,23 @@ def test_wrong_account_is_final(aws, monkeypatch):
     with pytest.raises(AccountNotAllowed):
         svc.establish_identity()
     assert not svc.ready.is_set()
+
+
+def test_jobs_can_run_at_the_same_time(service, aws):
+    """serve runs different jobs concurrently (run_on_start, long jobs): they must not share run state."""
+    import threading
+
+    iam = aws.client("iam")
+    for n in range(5):
+        make_user(iam, iam_user_name(HOST, str(n)), TAG)
+        make_key(iam, iam_user_name(HOST, str(n)), created=T0)
+    aws.client("secretsmanager").create_secret(Name="tower-abc/TOKEN", SecretString="v")
+    service._job_locks["run-secrets"] = threading.Lock()
+    threads = [threading.Thread(target=service.run_job, args=[job]) for job in ("user-keys", "bot-keys", "run-secrets")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    registry = service.metrics.registry
+    for job in ("user-keys", "bot-keys", "run-secrets"):
+        assert registry.get_sample_value("rotator_job_runs_total", {"job": job, "outcome": "success"}) == 1, job
