@@ -210,3 +210,32 @@ def test_brake_applies(aws, api, configure, monkeypatch):
     assert refused.exit_code == 3
     assert refused.jobs[0].brake.limit == "max_deletions"
     assert not any("DeletedDate" in describe(sm, f"tower-b{n}/TOKEN") for n in range(3, 6))
+
+
+def test_token_from_a_file_is_read_at_each_run(aws, api, monkeypatch, tmp_path):
+    sm = aws.client("secretsmanager")
+    create(sm, "tower-tf1/TOKEN")
+    api.seqera["tf1"] = "RUNNING"
+    token_file = tmp_path / "token"
+    token_file.write_text("stale-token\n")
+    monkeypatch.setenv("ROTATOR_HOSTNAME", "gen3.example.org")
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__STATUS_SOURCE", "seqera")
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__SEQERA__URL", api.seqera_url)
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__SEQERA__TOKEN_FILE", str(token_file))
+    settings = load_settings()
+    runner = Runner(settings, aws=aws, clock=lambda: NOW)
+    assert runner.run(["run-secrets"], dry_run=True).jobs[0].plan.states == {"error": 1}  # 401 with the stale token
+    token_file.write_text(api.token + "\n")  # the mounted Secret was rotated
+    assert runner.run(["run-secrets"], dry_run=True).jobs[0].plan.states == {"active": 1}
+    assert api.requests[-1][2]["Authorization"] == f"Bearer {api.token}"
+
+
+def test_missing_token_file_is_a_config_error(monkeypatch, tmp_path):
+    from rotator.settings import ConfigError
+
+    monkeypatch.setenv("ROTATOR_HOSTNAME", "gen3.example.org")
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__STATUS_SOURCE", "tes")
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__URL", "https://tes.example.org/ga4gh/tes/v1")
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__TOKEN_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match="ROTATOR_RUN_SECRETS__TES__TOKEN_FILE"):
+        load_settings()
