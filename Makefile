@@ -20,6 +20,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/rotator demo
 
+lint: $(STAMP)
+	$(BIN)/ruff check rotator tests bench
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from collections.abc import Iterator
 
 HOSTNAME = "demo.example.org"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -146,7 +146,7 @@ def end_state(aws, *, secret_prefix: str, now: datetime) -> str:
                     )
                 )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    table = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows)
+    table = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows)
     secrets = [("SECRET", "STATE")]
     sm = aws.client("secretsmanager")
     for page in sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):

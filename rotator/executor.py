@@ -59,7 +59,6 @@ class Executor:
         recovery_window_days: int = 7,
         recheck: Callable[[Action], str | None] | None = None,
         clock: Callable[[], datetime] | None = None,
-        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
         """``recheck(action)`` returns why a planned secret deletion no longer holds, or None."""
         self._iam = iam
@@ -69,7 +68,6 @@ class Executor:
         self._recheck = recheck
         self._clock = clock
         self.dry_run = dry_run
-        self._on_outcome = on_outcome
 
     def execute(self, actions: Sequence[Action]) -> tuple[Outcome, ...]:
         if self.dry_run:
@@ -96,8 +94,6 @@ class Executor:
             log.info(_DONE_EVENTS.get(a.kind, "action.done"), **fields)
         else:
             log.info(f"action.{outcome.outcome.replace('-', '_')}", error=outcome.error, **fields)
-        if self._on_outcome:
-            self._on_outcome(outcome)
         return outcome
 
     def _delete_key(self, action: Action) -> Outcome:

@@ -8,8 +8,8 @@ tripped brake means nothing at all was touched.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -46,8 +46,8 @@ from rotator.planner import (
     user_may_need_action,
 )
 from rotator.runstatus import RunStatus, RunStatusSource, make_source
-from rotator.secret_inventory import describe_replication, list_run_secrets
 from rotator.safety import Brake, check_account, check_brakes
+from rotator.secret_inventory import describe_replication, list_run_secrets
 from rotator.settings import ConfigError, Settings
 
 log = structlog.get_logger("rotator.jobs")
@@ -147,7 +147,7 @@ class Runner:
             raise ConfigError("run-secrets works in one Secrets Manager region: set AWS_REGION (or AWS_DEFAULT_REGION)")
         return self.aws.client("secretsmanager")
 
-    def run(self, jobs: Sequence[str], *, dry_run: bool, on_outcome: Callable[[Outcome], None] | None = None) -> RunResult:
+    def run(self, jobs: Sequence[str], *, dry_run: bool) -> RunResult:
         account_id = self.check_identity()
         store = self.bot_store() if BOT_KEYS in jobs else None
         sm = self.secrets_client() if RUN_SECRETS in jobs else None
@@ -183,7 +183,6 @@ class Runner:
                 recovery_window_days=self.settings.run_secrets.recovery_window_days,
                 recheck=_Recheck(self, source, _planned_secrets(results)) if source else None,
                 clock=self.clock,
-                on_outcome=on_outcome,
             )
             for result in results:
                 if result.plan is None:
@@ -315,7 +314,7 @@ def lookup_statuses(source: RunStatusSource, run_ids: Sequence[str]) -> dict[str
     if not run_ids:
         return {}
     with ThreadPoolExecutor(max_workers=min(STATUS_CONCURRENCY, len(run_ids)), thread_name_prefix="run-status") as pool:
-        return dict(zip(run_ids, pool.map(source.lookup, run_ids)))
+        return dict(zip(run_ids, pool.map(source.lookup, run_ids), strict=True))
 
 
 def _planned_secrets(results: Sequence[JobResult]) -> dict[str, RunSecret]:

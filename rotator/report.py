@@ -72,7 +72,7 @@ def render_text(result: RunResult, *, command: str) -> str:
         headers = ("JOB", "ACTION", "TARGET", "REASON", "OUTCOME")
         widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
         for row in [headers, *rows]:
-            lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+            lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     else:
         lines.append("nothing to do")
     lines.append("")

@@ -1,18 +1,18 @@
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import Iterator
-import io
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from helpers import HOST, T0, TAG  # noqa: F401
 from rotator import logs
 from rotator.aws import Aws
-from helpers import HOST, TAG, T0  # noqa: F401
 
 
 def _clean_environment() -> None:

@@ -4,11 +4,10 @@ import copy
 import json
 from pathlib import Path
 
-import pytest
-import yaml
-
 import helm_python as helm
 import kubernetes_validate
+import pytest
+import yaml
 
 from rotator.settings import load_settings
 

@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
-from freezegun import freeze_time
 
 from helpers import HOST, TAG, days, key_ids, make_key, make_user
 from rotator.demo import moto_server

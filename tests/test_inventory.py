@@ -4,10 +4,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from helpers import HOST, TAG
 from rotator import inventory
 from rotator.model import ReportedKey
-
-from helpers import HOST, TAG
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 

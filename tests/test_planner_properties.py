@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from rotator.inventory import classify_user
 from rotator.model import CREATE_KEY, DELETE_KEY, FORGET_KEY, AccessKey, BotState, ManagedUser, UserKeys
-from rotator.planner import plan_bot_keys, plan_user_keys
 from rotator.names import iam_user_name, owner_tag_value, parse_user_name
+from rotator.planner import plan_bot_keys, plan_user_keys
 from rotator.settings import BotKeysSettings, UserKeysSettings
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from helpers import HOST, T0, TAG, days, make_key, make_user
+from helpers import HOST, T0, TAG, make_key, make_user
 from rotator.metrics import Metrics
 from rotator.names import iam_user_name
 from rotator.serve import Service
