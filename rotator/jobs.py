@@ -8,6 +8,7 @@ tripped brake means nothing at all was touched.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -148,12 +149,18 @@ class Runner:
         return self.aws.client("secretsmanager")
 
     def run(self, jobs: Sequence[str], *, dry_run: bool) -> RunResult:
-        account_id = self.check_identity()
+        # Every event of this run carries these fields, so one run's audit trail can be pulled out of the logs.
+        with structlog.contextvars.bound_contextvars(run_id=uuid.uuid4().hex[:12], hostname=self.settings.hostname):
+            account_id = self.check_identity()
+            with structlog.contextvars.bound_contextvars(account=account_id):
+                return self._run(jobs, dry_run=dry_run, account_id=account_id)
+
+    def _run(self, jobs: Sequence[str], *, dry_run: bool, account_id: str) -> RunResult:
         store = self.bot_store() if BOT_KEYS in jobs else None
         sm = self.secrets_client() if RUN_SECRETS in jobs else None
         source = make_source(self.settings.run_secrets) if RUN_SECRETS in jobs else None
         now = self.clock()
-        log.info("run.started", jobs=list(jobs), dry_run=dry_run, account=account_id, now=now.isoformat())
+        log.info("run.started", jobs=list(jobs), dry_run=dry_run, now=now.isoformat())
 
         observer = _AccountObserver(self.aws.client("iam"), hostname=self.settings.hostname)
         results: list[JobResult] = []

@@ -26,3 +26,4 @@ grep -q "== second run: nothing left to do" /tmp/image-demo.log
 set +e; "${run[@]}" -e ROTATOR_HOSTNAME=x.org -e ROTATOR_DRY_RUN=maybe "$image" plan >/dev/null 2>&1; code=$?; set -e
 [ "$code" = 2 ] || { echo "expected exit 2 for a bad setting, got $code"; exit 1; }
 echo "image ok: $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}')"
+docker image prune --force >/dev/null

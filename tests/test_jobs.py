@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import structlog
 from freezegun import freeze_time
 
 from helpers import HOST, T0, TAG, days, key_ids, make_key, make_user
@@ -147,6 +148,12 @@ def test_credential_report_unavailable_falls_back(aws, settings, deployment, fau
     assert len(result.jobs[1].plan.actions) > 0
     events = [json.loads(line) for line in log_output.getvalue().splitlines()]
     assert any(e["event"] == "inventory.credential_report_unavailable" and "AccessDenied" in e["error"] for e in events)
+    # one run id on every event of the run: the audit trail of one invocation
+    run_events = [e for e in events if e.get("run_id")]
+    assert len(run_events) == len(events) and len({e["run_id"] for e in events}) == 1
+    assert {e["hostname"] for e in events} == {HOST}
+    assert {e["account"] for e in events} == {"123456789012"}
+    assert structlog.contextvars.get_contextvars() == {}  # nothing leaks past the run
 
 
 @freeze_time("2026-02-01T12:00:00Z")
