@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import structlog
 
 from rotator import __version__, logs
+from rotator.model import JOBS
 from rotator.settings import ConfigError, Settings, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 
-AVAILABLE_JOBS = ("user-keys", "bot-keys", "run-secrets")
 
 log = structlog.get_logger("rotator.cli")
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--job",
             action="append",
-            choices=AVAILABLE_JOBS,
+            choices=JOBS,
             help="job to run (repeatable); default: all enabled jobs",
         )
         p.add_argument("--output", choices=("text", "json"), default="text", help="plan/outcome format on stdout")
@@ -84,7 +84,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
         return Service(settings).serve()
 
-    jobs = list(dict.fromkeys(args.job or AVAILABLE_JOBS))
+    jobs = list(dict.fromkeys(args.job or JOBS))
     from rotator.metrics import Metrics, push
 
     dry_run = True if args.command == "plan" else not (args.apply or not settings.dry_run)

@@ -93,7 +93,9 @@ class Executor:
         elif outcome.outcome == DONE:
             log.info(_DONE_EVENTS.get(a.kind, "action.done"), **fields)
         else:
-            log.info(f"action.{outcome.outcome.replace('-', '_')}", error=outcome.error, **fields)
+            if outcome.error:
+                fields["error"] = outcome.error
+            log.info(f"action.{outcome.outcome.replace('-', '_')}", **fields)
         return outcome
 
     def _delete_key(self, action: Action) -> Outcome:

@@ -18,7 +18,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rotator.aws import describe_error
-from rotator.model import AccessKey, ManagedUser, ReportedKey, SkippedUser
+from rotator.model import AccessKey, ManagedUser, ReportedKey, Skipped
 from rotator.names import NAME_PREFIX, OWNER_TAG, owner_tag_value, parse_user_name
 
 log = structlog.get_logger("rotator.inventory")
@@ -37,23 +37,23 @@ class ReportUnavailable(Exception):
     pass
 
 
-def list_managed_users(iam, *, hostname: str) -> tuple[tuple[ManagedUser, ...], tuple[SkippedUser, ...]]:
+def list_managed_users(iam, *, hostname: str) -> tuple[tuple[ManagedUser, ...], tuple[Skipped, ...]]:
     """Users whose name starts with ``gen3wf-`` and whose ``name`` tag is ``gen3wf-<H>``."""
     managed: list[ManagedUser] = []
-    skipped: list[SkippedUser] = []
+    skipped: list[Skipped] = []
     for page in iam.get_paginator("get_account_authorization_details").paginate(Filter=["User"]):
         for detail in page.get("UserDetailList", []):
             tags = {t["Key"]: t["Value"] for t in detail.get("Tags", [])}
             found = classify_user(detail["UserName"], tags, hostname=hostname)
             if isinstance(found, ManagedUser):
                 managed.append(found)
-            elif isinstance(found, SkippedUser):
+            elif isinstance(found, Skipped):
                 skipped.append(found)
     managed.sort(key=lambda u: u.name)
     return tuple(managed), tuple(skipped)
 
 
-def classify_user(name: str, tags: dict[str, str], *, hostname: str) -> ManagedUser | SkippedUser | None:
+def classify_user(name: str, tags: dict[str, str], *, hostname: str) -> ManagedUser | Skipped | None:
     """Ours, ours but malformed, or not ours (None).
 
     The tag, not the name prefix, makes a user ours; a tagged user whose name does not
@@ -64,7 +64,7 @@ def classify_user(name: str, tags: dict[str, str], *, hostname: str) -> ManagedU
         return None
     parsed = parse_user_name(name, hostname=hostname)
     if parsed is None:
-        return SkippedUser(name=name, reason=f"tagged {OWNER_TAG}={tag} but the name does not follow the gen3wf-<host>-<userid> rule")
+        return Skipped(name=name, reason=f"tagged {OWNER_TAG}={tag} but the name does not follow the gen3wf-<host>-<userid> rule")
     return ManagedUser(name=name, user_id=parsed.user_id, kind=parsed.kind)
 
 

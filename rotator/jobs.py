@@ -31,7 +31,7 @@ from rotator.model import (
     Outcome,
     ReportedKey,
     RunSecret,
-    SkippedUser,
+    Skipped,
     UserKeys,
 )
 from rotator.planner import (
@@ -53,7 +53,6 @@ from rotator.settings import ConfigError, Settings
 
 log = structlog.get_logger("rotator.jobs")
 
-ALL_JOBS = (USER_KEYS, BOT_KEYS, RUN_SECRETS)
 
 
 def utcnow() -> datetime:
@@ -67,7 +66,7 @@ class JobPlan:
     managed_users: int
     managed: int
     """Keys (or secrets) the job manages: the base of the deletion-fraction brake."""
-    skipped: tuple[SkippedUser, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
     errors: tuple[str, ...] = ()
     observed_keys: dict[str, tuple[AccessKey | ReportedKey, ...]] = field(default_factory=dict, repr=False)
     inventory_source: str = ""
@@ -235,7 +234,7 @@ class Runner:
         for message in errors:
             log.error("run_status.failed", source=source.name, error=message)
         skipped = tuple(
-            SkippedUser(name=s.name, reason="has a run-secret prefix but matches no pattern") for s in secrets if s.run_id is None
+            Skipped(name=s.name, reason="has a run-secret prefix but matches no pattern") for s in secrets if s.run_id is None
         )
         for s in skipped:
             log.warning("secret.skipped", secret=s.name, reason=s.reason)
@@ -357,7 +356,7 @@ class _AccountObserver:
         self.iam = iam
         self.hostname = hostname
         self._users: tuple[ManagedUser, ...] | None = None
-        self.skipped: tuple[SkippedUser, ...] = ()
+        self.skipped: tuple[Skipped, ...] = ()
         self._report_read = False
         self._report: dict[str, tuple[ReportedKey, ...]] | None = None
         self.source = ""

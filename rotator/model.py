@@ -38,8 +38,9 @@ class ManagedUser:
 
 
 @dataclass(frozen=True)
-class SkippedUser:
-    """A user carrying our owner tag whose name does not follow the service's rule."""
+class Skipped:
+    """A name that looks ours but does not parse: a tagged user off the service's naming rule,
+    or a secret with a run-secret prefix that matches no pattern. Reported, never guessed at."""
 
     name: str
     reason: str
