@@ -14,7 +14,7 @@ import structlog
 
 from rotator import __version__, logs
 from rotator.model import JOBS
-from rotator.settings import ConfigError, Settings, load_settings
+from rotator.settings import ConfigError, Settings, load_settings, service_link_names
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rotator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(format=settings.log.format, level=settings.log.level)
+    links = service_link_names()
+    if links:
+        log.debug("config.service_links_ignored", variables=links, reason="Kubernetes service links, not settings")
     return run_command(args, settings)
 
 

@@ -151,18 +151,20 @@ class Service:
     def serve(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _frame: self._on_signal(signum))
+        # The scheduler runs (and /healthz answers 200) from the start: a pod waiting for
+        # AWS is alive, just not ready. Jobs are added once the identity check passed.
+        self.scheduler.start()
         self.start_http()
         try:
             self.establish_identity()
         except AccountNotAllowed as exc:
             log.error("config.invalid", error=str(exc))
+            self.scheduler.shutdown(wait=False)
             self._stop_http()
             return 2
         if self.stopping.is_set():
-            self._stop_http()
-            return 0
+            return self.shutdown()
         self.schedule_jobs()
-        self.scheduler.start()
         log.info("serve.started", jobs=sorted(self.settings.schedule.expressions()), dry_run=self.settings.dry_run)
         if self.settings.schedule.run_on_start:
             for job in self.settings.schedule.expressions():

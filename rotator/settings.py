@@ -276,11 +276,42 @@ def _read_gen3workflow_config(path: Path) -> tuple[dict[str, Any], dict[str, str
     return values, origins
 
 
+# Kubernetes gives every pod "Docker link" variables for each Service of its namespace
+# (unless enableServiceLinks: false): a Service named rotator... yields ROTATOR_... names.
+_SERVICE = r"[A-Z][A-Z0-9_]*[A-Z0-9]"
+_IP = r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)"
+_PORT = r"\d{1,5}"
+_PROTO = r"(?:tcp|udp|sctp)"
+_SERVICE_LINK_SHAPES = (
+    (re.compile(rf"^{_SERVICE}_SERVICE_HOST$"), re.compile(rf"^{_IP}$")),
+    (re.compile(rf"^{_SERVICE}_SERVICE_PORT(?:_[A-Z0-9_]+)?$"), re.compile(rf"^{_PORT}$")),
+    (re.compile(rf"^{_SERVICE}_PORT(?:_{_PORT}_(?:TCP|UDP|SCTP))?$"), re.compile(rf"^{_PROTO}://\[?{_IP}\]?:{_PORT}$")),
+    (re.compile(rf"^{_SERVICE}_PORT_{_PORT}_(?:TCP|UDP|SCTP)_PROTO$"), re.compile(rf"^{_PROTO}$")),
+    (re.compile(rf"^{_SERVICE}_PORT_{_PORT}_(?:TCP|UDP|SCTP)_PORT$"), re.compile(rf"^{_PORT}$")),
+    (re.compile(rf"^{_SERVICE}_PORT_{_PORT}_(?:TCP|UDP|SCTP)_ADDR$"), re.compile(rf"^{_IP}$")),
+)
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """Whether ``name=value`` has the exact shape of a variable the kubelet injects for a Service."""
+    return any(n.match(name) and v.match(value) for n, v in _SERVICE_LINK_SHAPES)
+
+
+def service_link_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``ROTATOR_*`` variables that are Kubernetes service links, not settings (ignored)."""
+    environ = os.environ if environ is None else environ
+    known = _known_env_names()
+    return sorted(
+        k for k, v in environ.items() if k.startswith(ENV_PREFIX) and k.upper() not in known and is_service_link(k, v)
+    )
+
+
 def load_settings() -> Settings:
     """Read and validate all settings from the environment, or raise ConfigError naming the bad variable."""
     environ = os.environ
     known = _known_env_names()
-    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    links = set(service_link_names(environ))
+    unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known and k not in links)
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)} (see the README's settings table)")
 

@@ -81,9 +81,12 @@ def test_http_endpoints(service):
     port = service.start_http(port=0, host="127.0.0.1")
     base = f"http://127.0.0.1:{port}"
     assert get(base + "/readyz")[0] == 503
-    assert get(base + "/healthz")[0] == 503
-    service.establish_identity()
+    assert get(base + "/healthz")[0] == 503  # no scheduler yet
     service.scheduler.start()
+    # Alive while the identity is not established yet: liveness must not restart a pod waiting for AWS.
+    assert get(base + "/healthz") == (200, "ok\n")
+    assert get(base + "/readyz")[0] == 503
+    service.establish_identity()
     assert get(base + "/readyz") == (200, "ready\n")
     assert get(base + "/healthz") == (200, "ok\n")
     status, body = get(base + "/metrics")
