@@ -23,8 +23,9 @@ from moto import mock_aws  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from rotator.aws import Aws  # noqa: E402
+from rotator.jobs.bot_keys import plan_bot_keys  # noqa: E402
+from rotator.jobs.user_keys import plan_user_keys  # noqa: E402
 from rotator.model import AccessKey, BotState, ManagedUser, UserKeys  # noqa: E402
-from rotator.planner import plan_bot_keys, plan_user_keys  # noqa: E402
 from rotator.settings import BotKeysSettings, UserKeysSettings  # noqa: E402
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -48,8 +49,8 @@ def bench_planner(n: int = 50_000) -> None:
             for k in range(rng.choice((0, 1, 2, 2, 2)))
         )
         stored = frozenset(k.key_id for k in keys if rng.random() > 0.02)
-        bots.append(BotState(ManagedUser(f"gen3wf-h-{i}-bot", str(i), "bot"), keys, stored))
-        users.append(UserKeys(ManagedUser(f"gen3wf-h-{i}", str(i), "user"), keys))
+        bots.append(BotState(ManagedUser(f"gen3wf-h-{i}-bot", "bot"), keys, stored))
+        users.append(UserKeys(ManagedUser(f"gen3wf-h-{i}", "user"), keys))
     started = time.perf_counter()
     bot_actions = plan_bot_keys(bots, now=NOW, settings=BotKeysSettings())
     user_actions = plan_user_keys(users, now=NOW, settings=UserKeysSettings())
@@ -68,10 +69,10 @@ def bench_planner(n: int = 50_000) -> None:
 def bench_api_calls(n: int = 400, needing: int = 20) -> None:
     from moto.iam.models import iam_backends
 
-    from rotator.jobs import Runner
     from rotator.keystore.secretsmanager import SecretsManagerStore
     from rotator.metrics import Metrics
     from rotator.model import NewKey
+    from rotator.runner import Runner
     from rotator.settings import load_settings
 
     os.environ["ROTATOR_HOSTNAME"] = "bench.example.org"

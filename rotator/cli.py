@@ -13,11 +13,9 @@ from collections.abc import Sequence
 import structlog
 
 from rotator import __version__, logs
-from rotator.model import JOBS
+from rotator.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from rotator.jobs import JOB_NAMES
 from rotator.settings import ConfigError, Settings, load_settings, service_link_names
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
-
 
 log = structlog.get_logger("rotator.cli")
 
@@ -35,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--job",
             action="append",
-            choices=JOBS,
+            choices=JOB_NAMES,
             help="job to run (repeatable); default: all enabled jobs",
         )
         p.add_argument("--output", choices=("text", "json"), default="text", help="plan/outcome format on stdout")
@@ -61,24 +59,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rotator import demo
 
         return demo.main()
+    configured = False
     try:
         settings = load_settings()
+        logs.configure(format=settings.log.format, level=settings.log.level)
+        configured = True
+        links = service_link_names()
+        if links:
+            log.debug("config.service_links_ignored", variables=links, reason="Kubernetes service links, not settings")
+        return run_command(args, settings)
     except ConfigError as exc:
-        logs.configure()
+        # The one place a configuration error becomes exit 2: before anything was touched.
+        if not configured:
+            logs.configure()
         log.error("config.invalid", error=str(exc))
         print(f"rotator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logs.configure(format=settings.log.format, level=settings.log.level)
-    links = service_link_names()
-    if links:
-        log.debug("config.service_links_ignored", variables=links, reason="Kubernetes service links, not settings")
-    return run_command(args, settings)
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     from rotator.aws import Aws
-    from rotator.jobs import Runner
-    from rotator.report import render_json, render_text
+    from rotator.runner import Runner
 
     if args.command == "restore-secrets":
         return restore_command(args, Runner(settings, aws=Aws()))
@@ -86,21 +87,22 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         from rotator.serve import Service
 
         return Service(settings).serve()
+    return run_jobs(args, settings)
 
-    jobs = list(dict.fromkeys(args.job or JOBS))
+
+def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    """``plan`` and ``run``."""
+    from rotator.aws import Aws
     from rotator.metrics import Metrics, push
+    from rotator.report import render_json, render_text
+    from rotator.runner import Runner
 
+    jobs = list(dict.fromkeys(args.job or JOB_NAMES))
     dry_run = True if args.command == "plan" else not (args.apply or not settings.dry_run)
     aws = Aws()
     metrics = Metrics()
     metrics.instrument(aws)
-    runner = Runner(settings, aws=aws)
-    try:
-        result = runner.run(jobs, dry_run=dry_run)
-    except ConfigError as exc:
-        log.error("config.invalid", error=str(exc))
-        print(f"rotator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    result = Runner(settings, aws=aws).run(jobs, dry_run=dry_run)
     render = render_json if args.output == "json" else render_text
     print(render(result, command=args.command))
     if args.command == "run" and settings.metrics.pushgateway_url:
@@ -114,13 +116,10 @@ def restore_command(args: argparse.Namespace, runner) -> int:
 
     from rotator.restore import restore_secrets
 
-    try:
-        account_id = runner.check_identity()
-        sm = runner.secrets_client()
-    except ConfigError as exc:
-        print(f"rotator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    results = restore_secrets(sm, run_ids=None if args.all else set(args.run))
+    account_id = runner.check_identity()
+    if runner.aws.region is None:
+        raise ConfigError("restore-secrets works in one Secrets Manager region: set AWS_REGION (or AWS_DEFAULT_REGION)")
+    results = restore_secrets(runner.aws.client("secretsmanager"), run_ids=None if args.all else set(args.run))
     if args.output == "json":
         print(json.dumps({"command": "restore-secrets", "account_id": account_id, "secrets": [r.__dict__ for r in results]}, indent=2))
     elif not results:

@@ -31,7 +31,6 @@ class SeedUser:
     name: str
     tag: str | None
     keys: tuple[SeedKey, ...] = ()
-    note: str = ""
 
 
 def seed_users(hostname: str = HOSTNAME) -> list[SeedUser]:
@@ -40,20 +39,20 @@ def seed_users(hostname: str = HOSTNAME) -> list[SeedUser]:
     tag = owner_tag_value(hostname)
     d = lambda days, hours=0: timedelta(days=days, hours=hours)  # noqa: E731
     return [
-        SeedUser(iam_user_name(hostname, "101"), tag, (SeedKey(d(5)), SeedKey(d(30, 23))), "fresh + 30d23h: both stay"),
-        SeedUser(iam_user_name(hostname, "102"), tag, (SeedKey(d(31)), SeedKey(d(2))), "one expired"),
-        SeedUser(iam_user_name(hostname, "103"), tag, (SeedKey(d(3), active=False),), "inactive key"),
-        SeedUser(bot_user_name(hostname, "101"), tag, (), "bot without keys"),
-        SeedUser(bot_user_name(hostname, "102"), tag, (SeedKey(d(3)),), "bot with one key"),
-        SeedUser(bot_user_name(hostname, "103"), tag, (SeedKey(d(16)), SeedKey(d(16))), "two keys made together"),
-        SeedUser(bot_user_name(hostname, "104"), tag, (SeedKey(d(40)), SeedKey(d(10))), "one expired bot key"),
-        SeedUser(bot_user_name(hostname, "105"), tag, (SeedKey(d(18)), SeedKey(d(3))), "healthy, staggered"),
-        SeedUser(bot_user_name(hostname, "106"), tag, (SeedKey(d(2), stored=False), SeedKey(d(5))), "orphan key"),
+        SeedUser(iam_user_name(hostname, "101"), tag, (SeedKey(d(5)), SeedKey(d(30, 23)))),  # fresh + 30d23h: both stay
+        SeedUser(iam_user_name(hostname, "102"), tag, (SeedKey(d(31)), SeedKey(d(2)))),  # one expired
+        SeedUser(iam_user_name(hostname, "103"), tag, (SeedKey(d(3), active=False),)),  # inactive key
+        SeedUser(bot_user_name(hostname, "101"), tag, ()),  # bot without keys
+        SeedUser(bot_user_name(hostname, "102"), tag, (SeedKey(d(3)),)),  # bot with one key
+        SeedUser(bot_user_name(hostname, "103"), tag, (SeedKey(d(16)), SeedKey(d(16)))),  # two keys made together
+        SeedUser(bot_user_name(hostname, "104"), tag, (SeedKey(d(40)), SeedKey(d(10)))),  # one expired bot key
+        SeedUser(bot_user_name(hostname, "105"), tag, (SeedKey(d(18)), SeedKey(d(3)))),  # healthy, staggered
+        SeedUser(bot_user_name(hostname, "106"), tag, (SeedKey(d(2), stored=False), SeedKey(d(5)))),  # orphan key
         # decoys: never touched
-        SeedUser(iam_user_name("other.example.org", "101"), owner_tag_value("other.example.org"), (SeedKey(d(90)),), "decoy: other hostname"),
-        SeedUser(iam_user_name(hostname, "999"), None, (SeedKey(d(90)),), "decoy: our prefix, no tag"),
-        SeedUser("ci-deployer", None, (SeedKey(d(400)),), "decoy: unrelated user"),
-        SeedUser(f"gen3wf-{hostname.replace('.', '-')}", tag, (SeedKey(d(90)),), "decoy: tagged, malformed name"),
+        SeedUser(iam_user_name("other.example.org", "101"), owner_tag_value("other.example.org"), (SeedKey(d(90)),)),  # decoy: other hostname
+        SeedUser(iam_user_name(hostname, "999"), None, (SeedKey(d(90)),)),  # decoy: our prefix, no tag
+        SeedUser("ci-deployer", None, (SeedKey(d(400)),)),  # decoy: unrelated user
+        SeedUser(f"gen3wf-{hostname.replace('.', '-')}", tag, (SeedKey(d(90)),)),  # decoy: tagged, malformed name
     ]
 
 
@@ -159,8 +158,9 @@ def end_state(aws, *, secret_prefix: str, now: datetime) -> str:
 def main() -> int:
     from rotator import logs
     from rotator.aws import Aws
-    from rotator.jobs import Runner, utcnow
+    from rotator.jobs import JOB_NAMES
     from rotator.report import render_text
+    from rotator.runner import Runner, utcnow
     from rotator.settings import load_settings
 
     try:
@@ -192,7 +192,7 @@ def main() -> int:
         print(end_state(aws, secret_prefix=settings.bot_secret_prefix, now=now))
 
         runner = Runner(settings, aws=aws)
-        jobs = ["user-keys", "bot-keys", "run-secrets"]
+        jobs = list(JOB_NAMES)
         print("\n== rotator plan")
         print(render_text(runner.run(jobs, dry_run=True), command="plan"))
 

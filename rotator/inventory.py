@@ -65,7 +65,7 @@ def classify_user(name: str, tags: dict[str, str], *, hostname: str) -> ManagedU
     parsed = parse_user_name(name, hostname=hostname)
     if parsed is None:
         return Skipped(name=name, reason=f"tagged {OWNER_TAG}={tag} but the name does not follow the gen3wf-<host>-<userid> rule")
-    return ManagedUser(name=name, user_id=parsed.user_id, kind=parsed.kind)
+    return ManagedUser(name=name, kind=parsed.kind)
 
 
 def read_credential_report(iam, *, sleep: Callable[[float], None] = time.sleep) -> dict[str, tuple[ReportedKey, ...]]:
@@ -124,3 +124,54 @@ def confirm_keys(iam, users: Iterable[ManagedUser]) -> dict[str, tuple[AccessKey
                 raise
             confirmed[user.name] = ()
     return confirmed
+
+
+class AccountSnapshot:
+    """What one run reads from IAM once and shares between jobs: a per-run cache.
+
+    The managed users (and the skipped ones) and the credential report are read on first
+    use; ``report`` is None when the report could not be had, and ``source`` says which
+    inventory the key jobs used.
+    """
+
+    def __init__(self, iam, *, hostname: str) -> None:
+        self.iam = iam
+        self.hostname = hostname
+        self._users: tuple[ManagedUser, ...] | None = None
+        self._skipped: tuple[Skipped, ...] = ()
+        self._report_read = False
+        self._report: dict[str, tuple[ReportedKey, ...]] | None = None
+        self.source = ""
+
+    def _read_users(self) -> None:
+        if self._users is None:
+            self._users, self._skipped = list_managed_users(self.iam, hostname=self.hostname)
+            for s in self._skipped:
+                log.warning("user.skipped", user=s.name, reason=s.reason)
+            log.info("inventory.users", managed=len(self._users), skipped=len(self._skipped))
+
+    @property
+    def users(self) -> tuple[ManagedUser, ...]:
+        self._read_users()
+        return self._users
+
+    @property
+    def skipped(self) -> tuple[Skipped, ...]:
+        self._read_users()
+        return self._skipped
+
+    @property
+    def report(self) -> dict[str, tuple[ReportedKey, ...]] | None:
+        if not self._report_read:
+            self._report_read = True
+            try:
+                self._report = read_credential_report(self.iam)
+                self.source = "credential-report"
+            except ReportUnavailable as exc:
+                log.warning(
+                    "inventory.credential_report_unavailable",
+                    error=str(exc),
+                    fallback="ListAccessKeys for every managed user",
+                )
+                self.source = "list-access-keys"
+        return self._report

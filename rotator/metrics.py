@@ -7,9 +7,8 @@ No label ever carries a secret, a user name or a key id (cardinality stays bound
 
 from __future__ import annotations
 
-from collections import Counter as Tally
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -18,26 +17,18 @@ from prometheus_client.metrics_core import Metric
 
 from rotator import __version__
 from rotator.aws import Aws
-from rotator.jobs import JobResult, RunResult
-from rotator.model import CREATE_KEY, DELETE_KEY, DONE, AccessKey, ReportedKey
-from rotator.planner import BOT_KEYS, RUN_SECRETS, USER_KEYS, age_days
+from rotator.jobs import get_job
+from rotator.runner import ERROR, JOB_OUTCOMES, SUCCESS, JobResult, RunResult
 from rotator.settings import Settings
 
 log = structlog.get_logger("rotator.metrics")
 
 disable_created_metrics()  # *_created series only double what the dashboards need
 
-JOB_OUTCOMES = ("success", "failed", "refused", "error")
-KEY_STATES = ("live", "expired", "inactive")
-SECRET_STATES = (
-    "finished", "expired", "active", "unknown", "error", "too-young", "pending-deletion", "malformed", "replica", "replicated",
-)
-EXPIRY_WINDOWS_DAYS = (1, 3, 7, 14)
 THROTTLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
      "RequestThrottled", "RequestThrottledException", "SlowDown"}
 )
-_KIND = {USER_KEYS: "user", BOT_KEYS: "bot"}
 
 
 class Metrics:
@@ -128,73 +119,23 @@ class Metrics:
             self.last_outcome.labels(job.job, outcome).set(1 if outcome == job.outcome else 0)
         self.last_run.labels(job.job).set(now.timestamp())
         self.job_duration.labels(job.job).set(job.duration_seconds)
-        if job.outcome == "success":
+        if job.outcome == SUCCESS:
             self.last_success.labels(job.job).set(now.timestamp())
         if job.brake:
             self.brake_trips.labels(job.job).inc()
         for outcome in job.outcomes:
-            self.actions.labels(job.job, outcome.action.kind, outcome.outcome).inc()
-        plan = job.plan
-        if plan is None:
+            self.actions.labels(job.job, outcome.action.kind, outcome.result).inc()
+        if job.plan is None:
             return  # nothing was observed: keep the last known state
-        self.skipped_names.labels(job.job).set(len(plan.skipped))
-        if job.job == RUN_SECRETS:
-            for state in SECRET_STATES:
-                self.run_secrets.labels(state).set(plan.states.get(state, 0))
-            source = settings.run_secrets.status_source
-            for _ in plan.errors:
-                self.status_errors.labels(source).inc()
-            return
-        kind = _KIND[job.job]
-        lifetime = settings.user_keys.lifetime_days if kind == "user" else settings.bot_keys.lifetime_days
-        self.managed_users.labels(kind).set(plan.managed_users)
-        self.key_lifetime.labels(kind).set(timedelta(days=lifetime).total_seconds())
-        self._record_keys(job, kind=kind, lifetime=lifetime, now=now)
-        if kind == "bot":
-            self.bot_users_unhealthy.set(_unhealthy_bots(job))
+        self.skipped_names.labels(job.job).set(len(job.plan.skipped))
+        get_job(job.job).record_metrics(self, job, now=now, settings=settings)
 
     def record_error(self, job: str, *, now: datetime) -> None:
         """A run that ended before it had a result (configuration, crash)."""
-        self.job_runs.labels(job, "error").inc()
+        self.job_runs.labels(job, ERROR).inc()
         for outcome in JOB_OUTCOMES:
-            self.last_outcome.labels(job, outcome).set(1 if outcome == "error" else 0)
+            self.last_outcome.labels(job, outcome).set(1 if outcome == ERROR else 0)
         self.last_run.labels(job).set(now.timestamp())
-
-    def _record_keys(self, job: JobResult, *, kind: str, lifetime: int, now: datetime) -> None:
-        deleted = {o.action.key_id for o in job.outcomes if o.outcome == DONE and o.action.kind == DELETE_KEY}
-        created = sum(1 for o in job.outcomes if o.outcome == DONE and o.action.kind == CREATE_KEY)
-        states: Tally[str] = Tally()
-        live_created: list[datetime] = [now] * created
-        for keys in job.plan.observed_keys.values():
-            for key in keys:
-                if isinstance(key, AccessKey) and key.key_id in deleted:
-                    continue
-                state = _key_state(key, now=now, lifetime=lifetime)
-                states[state] += 1
-                if state == "live":
-                    live_created.append(key.created)
-        states["live"] += created
-        for state in KEY_STATES:
-            self.access_keys.labels(kind, state).set(states[state])
-        for window in EXPIRY_WINDOWS_DAYS:
-            # A key expires once its whole-day age exceeds the lifetime: at created + lifetime + 1 days.
-            expiring = sum(1 for c in live_created if c + timedelta(days=lifetime + 1) - now <= timedelta(days=window))
-            self.keys_expiring.labels(kind, str(window)).set(expiring)
-        self.oldest_key_age.labels(kind).set(max(((now - c).total_seconds() for c in live_created), default=0))
-
-
-def _key_state(key: AccessKey | ReportedKey, *, now: datetime, lifetime: int) -> str:
-    if not key.active:
-        return "inactive"
-    return "expired" if age_days(key.created, now) > lifetime else "live"
-
-
-def _unhealthy_bots(job: JobResult) -> int:
-    """Bot users the run did not leave with two live, stored keys."""
-    if job.brake:
-        return len({a.user for a in job.plan.actions}) + len(job.plan.errors)
-    not_done = {o.action.user for o in job.outcomes if o.outcome != DONE}
-    return len(not_done) + len(job.plan.errors)
 
 
 # --- one-shot runs: push to a Pushgateway --------------------------------------------

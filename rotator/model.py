@@ -8,12 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
 from rotator.names import UserKind
-
-JobName = Literal["user-keys", "bot-keys", "run-secrets"]
-JOBS: tuple[JobName, ...] = ("user-keys", "bot-keys", "run-secrets")
 
 # Action kinds
 DELETE_KEY = "delete-key"
@@ -33,7 +29,6 @@ SKIPPED = "skipped"
 @dataclass(frozen=True)
 class ManagedUser:
     name: str
-    user_id: str
     kind: UserKind
 
 
@@ -112,8 +107,10 @@ class Action:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What became of one action: ``result`` is done, failed, skipped or dry-run."""
+
     action: Action
-    outcome: str
+    result: str
     error: str | None = None
 
 

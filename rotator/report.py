@@ -10,7 +10,8 @@ from collections import Counter
 from typing import Any
 
 from rotator import __version__
-from rotator.jobs import RunResult
+from rotator.jobs import get_job
+from rotator.runner import RunResult
 
 
 def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
@@ -26,20 +27,23 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
                     "kind": action.kind,
                     "target": action.target,
                     "reason": action.reason,
-                    "outcome": outcome.outcome if outcome else ("refused" if job.brake else "not-run"),
+                    "outcome": outcome.result if outcome else ("refused" if job.brake else "not-run"),
                     "error": outcome.error if outcome else None,
                 }
             )
+        plan = job.plan
         jobs.append(
             {
                 "job": job.job,
                 "outcome": job.outcome,
-                "managed_users": job.plan.managed_users if job.plan else None,
-                "managed": job.plan.managed if job.plan else None,
-                "inventory_source": job.plan.inventory_source if job.plan else None,
-                "skipped": [{"name": s.name, "reason": s.reason} for s in job.plan.skipped] if job.plan else [],
-                "errors": list(job.plan.errors) if job.plan else [],
-                "states": dict(job.plan.states) if job.plan else {},
+                "managed_users": None,
+                "managed": None,
+                "inventory_source": None,
+                **(plan.document() if plan else {}),
+                "states": dict(getattr(plan, "states", {})),
+                "detail": get_job(job.job).describe(plan) if plan else "not planned",
+                "skipped": [{"name": s.name, "reason": s.reason} for s in plan.skipped] if plan else [],
+                "errors": list(plan.errors) if plan else [],
                 "error": job.error,
                 "brake": {"limit": job.brake.limit, "message": job.brake.message} if job.brake else None,
                 "actions": actions,
@@ -79,13 +83,7 @@ def render_text(result: RunResult, *, command: str) -> str:
     shown: set[str] = set()
     for job in doc["jobs"]:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(job["summary"].items())) or "no actions"
-        if job["managed_users"] is None:
-            detail = "not planned"
-        elif job["job"] == "run-secrets":
-            states = ", ".join(f"{n} {k}" for k, n in sorted(job["states"].items()))
-            detail = f"{job['managed']} secrets" + (f" ({states})" if states else "")
-        else:
-            detail = f"{job['managed_users']} users, {job['managed']} keys"
+        detail = job["detail"]
         lines.append(f"{job['job']}: {job['outcome']} · {detail} · {summary}")
         for s in job["skipped"]:
             if s["name"] not in shown:

@@ -13,7 +13,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rotator.aws import describe_error
-from rotator.executor import DELETED_AT_TAG, DELETED_FOR_RUN_TAG
+from rotator.jobs.run_secrets import DELETED_AT_TAG, DELETED_FOR_RUN_TAG
 
 log = structlog.get_logger("rotator.restore")
 

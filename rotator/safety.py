@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rotator.errors import AccountNotAllowed
 from rotator.model import Action
-from rotator.settings import AccountNotAllowed, SafetySettings
+from rotator.settings import SafetySettings
 
 
 def check_account(account_id: str, allowed: Sequence[str] | None) -> None:
@@ -18,7 +19,6 @@ def check_account(account_id: str, allowed: Sequence[str] | None) -> None:
 
 @dataclass(frozen=True)
 class Brake:
-    job: str
     limit: str
     message: str
 
@@ -31,7 +31,6 @@ def check_brakes(job: str, actions: Sequence[Action], *, managed: int, settings:
     deletions = sum(1 for a in actions if a.is_deletion)
     if deletions > settings.max_deletions:
         return Brake(
-            job=job,
             limit="max_deletions",
             message=(
                 f"{job}: plan deletes {deletions}, more than ROTATOR_SAFETY__MAX_DELETIONS={settings.max_deletions};"
@@ -42,7 +41,6 @@ def check_brakes(job: str, actions: Sequence[Action], *, managed: int, settings:
         fraction = deletions / managed
         if fraction > settings.max_deletion_fraction:
             return Brake(
-                job=job,
                 limit="max_deletion_fraction",
                 message=(
                     f"{job}: plan deletes {deletions} of {managed} managed ({fraction:.0%}), more than"

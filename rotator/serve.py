@@ -19,8 +19,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from rotator.aws import Aws
-from rotator.jobs import Runner, utcnow
 from rotator.metrics import Metrics
+from rotator.runner import Runner, utcnow
 from rotator.schedule import cron_trigger
 from rotator.settings import AccountNotAllowed, ConfigError, Settings
 

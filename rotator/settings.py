@@ -14,10 +14,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rotator.errors import AccountNotAllowed, ConfigError
+from rotator.jobs import REGISTRY, setting_key
 from rotator.names import owner_tag_value
+
+__all__ = ["AccountNotAllowed", "ConfigError", "Settings", "load_settings"]
 
 ENV_PREFIX = "ROTATOR_"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -30,14 +43,6 @@ GEN3WORKFLOW_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
-
-
-class ConfigError(Exception):
-    """Bad configuration or usage: exit 2, nothing touched."""
-
-
-class AccountNotAllowed(ConfigError):
-    """The credentials are for an AWS account outside ROTATOR_ALLOWED_ACCOUNT_IDS."""
 
 
 class _Section(BaseModel):
@@ -65,7 +70,8 @@ class SeqeraSettings(_Section):
     token_file: Path | None = None
     workspace_id: str | None = Field(None, pattern=r"^\d+$")
 
-    def bearer(self) -> str | None:
+    def token_value(self) -> str | None:
+        """The token itself (from the setting, or read from its file now)."""
         return _token(self.token, self.token_file, "ROTATOR_RUN_SECRETS__SEQERA__TOKEN_FILE")
 
 
@@ -76,7 +82,8 @@ class TesSettings(_Section):
     username: str | None = None
     password: str | None = Field(None, repr=False)
 
-    def bearer(self) -> str | None:
+    def token_value(self) -> str | None:
+        """The token itself (from the setting, or read from its file now)."""
         return _token(self.token, self.token_file, "ROTATOR_RUN_SECRETS__TES__TOKEN_FILE")
 
 
@@ -143,15 +150,12 @@ class RunSecretsSettings(_Section):
         return days
 
 
-class ScheduleSettings(_Section):
-    user_keys: str = "0 3 * * *"
-    bot_keys: str = "10 3 * * *"
-    run_secrets: str = "20 3 * * *"
+class _ScheduleBase(_Section):
     run_on_start: bool = False
     jitter_seconds: int = Field(60, ge=0, le=3600)
     shutdown_grace_seconds: int = Field(120, ge=0, le=3600)
 
-    @field_validator("user_keys", "bot_keys", "run_secrets")
+    @field_validator(*(setting_key(job.name) for job in REGISTRY), check_fields=False)
     @classmethod
     def _crontab(cls, expression: str) -> str:
         from rotator.schedule import cron_trigger
@@ -163,8 +167,16 @@ class ScheduleSettings(_Section):
 
     def expressions(self) -> dict[str, str]:
         """Enabled jobs and their crontab: an empty expression disables a job."""
-        jobs = {"user-keys": self.user_keys, "bot-keys": self.bot_keys, "run-secrets": self.run_secrets}
-        return {job: expr for job, expr in jobs.items() if expr}
+        crontabs = {job.name: getattr(self, setting_key(job.name)) for job in REGISTRY}
+        return {job: expr for job, expr in crontabs.items() if expr}
+
+
+# One crontab per registered job: ROTATOR_SCHEDULE__USER_KEYS, ROTATOR_SCHEDULE__BOT_KEYS, ...
+ScheduleSettings = create_model(
+    "ScheduleSettings",
+    __base__=_ScheduleBase,
+    **{setting_key(job.name): (str, job.default_schedule) for job in REGISTRY},
+)
 
 
 class SafetySettings(_Section):

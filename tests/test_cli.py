@@ -13,9 +13,9 @@ import pytest
 
 from helpers import HOST, TAG, days, key_ids, make_key, make_user
 from rotator.demo import moto_server
-from rotator.jobs import utcnow
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.names import bot_user_name, iam_user_name, owner_tag_value
+from rotator.runner import utcnow
 
 PREFIX = f"gen3wf-rotator/{HOST}/bot-keys/"
 

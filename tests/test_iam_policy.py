@@ -10,17 +10,18 @@ from freezegun import freeze_time
 from fake_status_api import FakeStatusApi
 from helpers import HOST, T0, TAG, days, make_key, make_user
 from rotator import aws as aws_module
-from rotator import executor, inventory, restore, secret_inventory
-from rotator.jobs import Runner
+from rotator import restore
+from rotator.jobs import REGISTRY
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.model import NewKey
 from rotator.names import bot_user_name, iam_user_name
+from rotator.runner import Runner
 from rotator.settings import load_settings
 
 POLICY = json.loads((Path(__file__).parent.parent / "helm/rotator/files/iam-policy.json").read_text())
 DECLARED = set(
-    aws_module.PERMISSIONS + inventory.PERMISSIONS + executor.PERMISSIONS + secret_inventory.PERMISSIONS
-    + restore.PERMISSIONS + SecretsManagerStore.permissions
+    aws_module.PERMISSIONS + restore.PERMISSIONS + SecretsManagerStore.permissions
+    + tuple(p for job in REGISTRY for p in job.permissions)
 )
 # AWS offers no resource-level permission for these: "*" is the only possible resource.
 RESOURCELESS = {

@@ -7,9 +7,9 @@ import structlog
 from freezegun import freeze_time
 
 from helpers import HOST, T0, TAG, days, key_ids, make_key, make_user
-from rotator.jobs import Runner
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.names import bot_user_name, iam_user_name, owner_tag_value
+from rotator.runner import Runner
 from rotator.settings import ConfigError, load_settings
 
 U1 = iam_user_name(HOST, "1")
@@ -115,7 +115,7 @@ def test_dry_run_changes_nothing(aws, settings, deployment):
     secrets_before = aws.client("secretsmanager").list_secrets()["SecretList"]
     result = run(aws, settings, apply=False)
     assert result.exit_code == 0
-    assert all(o.outcome == "dry-run" for j in result.jobs for o in j.outcomes)
+    assert all(o.result == "dry-run" for j in result.jobs for o in j.outcomes)
     assert sum(len(j.outcomes) for j in result.jobs) > 5
     assert before == {u: key_ids(iam, u) for u in before}
     assert [s["Description"] for s in aws.client("secretsmanager").list_secrets()["SecretList"]] == [
@@ -133,7 +133,7 @@ def test_store_failure_leaves_no_extra_key(aws, settings, deployment, fault, log
     assert result.exit_code == 1
     assert key_ids(iam, B0) == set()  # created, not storable, deleted again
     assert key_ids(iam, B1) == before[B1]
-    failed = [o for o in result.jobs[0].outcomes if o.outcome == "failed"]
+    failed = [o for o in result.jobs[0].outcomes if o.result == "failed"]
     assert failed and all("store" in o.error for o in failed)
     assert "key.rolled_back" in log_output.getvalue()
 

@@ -9,10 +9,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from conftest import require_binary
 from helpers import HOST, T0, TAG, days, make_key, make_user
-from rotator.jobs import Runner
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.metrics import Metrics
 from rotator.names import bot_user_name, iam_user_name
+from rotator.runner import Runner
 from rotator.settings import load_settings
 
 

@@ -4,13 +4,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rotator.jobs.bot_keys import bot_may_need_action, plan_bot_keys
+from rotator.jobs.user_keys import plan_user_keys, user_may_need_action
 from rotator.model import CREATE_KEY, DELETE_KEY, FORGET_KEY, AccessKey, BotState, ManagedUser, ReportedKey, UserKeys
-from rotator.planner import bot_may_need_action, plan_bot_keys, plan_user_keys, user_may_need_action
 from rotator.settings import BotKeysSettings, UserKeysSettings
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-USER = ManagedUser(name="gen3wf-gen3-example-org-7", user_id="7", kind="user")
-BOT = ManagedUser(name="gen3wf-gen3-example-org-7-bot", user_id="7", kind="bot")
+USER = ManagedUser(name="gen3wf-gen3-example-org-7", kind="user")
+BOT = ManagedUser(name="gen3wf-gen3-example-org-7-bot", kind="bot")
 
 
 def key(key_id, age, active=True):

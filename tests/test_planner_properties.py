@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rotator.inventory import classify_user
+from rotator.jobs.bot_keys import plan_bot_keys
+from rotator.jobs.user_keys import plan_user_keys
 from rotator.model import CREATE_KEY, DELETE_KEY, FORGET_KEY, AccessKey, BotState, ManagedUser, UserKeys
 from rotator.names import iam_user_name, owner_tag_value, parse_user_name
-from rotator.planner import plan_bot_keys, plan_user_keys
 from rotator.settings import BotKeysSettings, UserKeysSettings
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -28,7 +29,7 @@ bot_settings = st.builds(
 )
 bot_states = st.builds(
     BotState,
-    user=st.just(ManagedUser("gen3wf-h-1-bot", "1", "bot")),
+    user=st.just(ManagedUser("gen3wf-h-1-bot", "bot")),
     keys=key_sets,
     stored_key_ids=st.frozensets(st.sampled_from(["AKIA1", "AKIA2", "AKIA3", "AKIA9"])),
 )
@@ -77,7 +78,7 @@ def test_bot_plan_only_touches_its_own_user_and_known_keys(state, s):
 
 @given(keys=key_sets, lifetime=st.integers(1, 90))
 def test_user_keys_deletes_exactly_what_the_service_calls_expired(keys, lifetime):
-    user = ManagedUser("gen3wf-h-1", "1", "user")
+    user = ManagedUser("gen3wf-h-1", "user")
     actions = plan_user_keys([UserKeys(user, keys)], now=NOW, settings=UserKeysSettings(lifetime_days=lifetime))
     assert {a.key_id for a in actions} == {k.key_id for k in keys if _expired(k, lifetime)}
 

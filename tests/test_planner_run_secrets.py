@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rotator.jobs.run_secrets import plan_run_secrets, run_secret_verdict
 from rotator.model import RunSecret
-from rotator.planner import plan_run_secrets, run_secret_verdict
 from rotator.runstatus import RunStatus
 from rotator.settings import RunSecretsSettings
 

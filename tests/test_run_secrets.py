@@ -8,11 +8,11 @@ from freezegun import freeze_time
 
 from fake_status_api import FakeStatusApi
 from helpers import T0, days
-from rotator.executor import DELETED_FOR_RUN_TAG
-from rotator.jobs import Runner
+from rotator.jobs.run_secrets import DELETED_FOR_RUN_TAG
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.model import NewKey
 from rotator.restore import restore_secrets
+from rotator.runner import Runner
 from rotator.settings import load_settings
 
 NOW = T0 + days(40)
@@ -86,7 +86,7 @@ def test_seqera_end_to_end(aws, api, configure, secrets):
                                "too-young": 1, "malformed": 1, "pending-deletion": 1}
     assert [s.name for s in job.plan.skipped] == ["tower-bad-name/X"]
     assert result.exit_code == 1  # the err1 lookup failed: counted, loud
-    assert all(o.outcome == "done" for o in job.outcomes)
+    assert all(o.result == "done" for o in job.outcomes)
 
     for name in ("tower-done1/TOKEN", "tower-done1/AWS_KEY", "tower-gone1/TOKEN"):
         d = describe(sm, name)
@@ -151,14 +151,14 @@ def test_status_rechecked_just_before_deletion(aws, api, configure):
     api.seqera["flip"] = ["FAILED", "RUNNING"]  # e.g. resumed after the plan was made
     result = run(aws, configure())
     [outcome] = result.jobs[0].outcomes
-    assert outcome.outcome == "skipped"
+    assert outcome.result == "skipped"
     assert "now active (RUNNING)" in outcome.error
     assert "DeletedDate" not in describe(sm, "tower-flip/TOKEN")
 
 
 def test_dry_run_deletes_nothing(aws, api, configure, secrets):
     result = run(aws, configure(), apply=False)
-    assert {o.outcome for o in result.jobs[0].outcomes} == {"dry-run"}
+    assert {o.result for o in result.jobs[0].outcomes} == {"dry-run"}
     assert "DeletedDate" not in describe(secrets, "tower-done1/TOKEN")
 
 
@@ -170,7 +170,7 @@ def test_replicated_secrets(aws, api, configure):
     assert result.jobs[0].plan.actions == ()
     assert result.jobs[0].plan.states == {"replicated": 1}
     result = run(aws, configure(remove_replicas="true"))
-    assert [o.outcome for o in result.jobs[0].outcomes] == ["done"]
+    assert [o.result for o in result.jobs[0].outcomes] == ["done"]
     assert "DeletedDate" in describe(sm, "tower-rep/TOKEN")
     assert not describe(sm, "tower-rep/TOKEN").get("ReplicationStatus")
 

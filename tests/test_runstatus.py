@@ -3,7 +3,7 @@
 import pytest
 
 from fake_status_api import FakeStatusApi
-from rotator.jobs import lookup_statuses
+from rotator.jobs.run_secrets import lookup_statuses
 from rotator.runstatus import RunStatus
 from rotator.runstatus.none import NoSource
 from rotator.runstatus.seqera import SeqeraSource

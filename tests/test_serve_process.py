@@ -18,8 +18,8 @@ from conftest import require_binary
 from fake_status_api import FakeStatusApi
 from helpers import HOST, TAG, days, make_key, make_user
 from rotator.demo import moto_server
-from rotator.jobs import utcnow
 from rotator.names import bot_user_name, iam_user_name
+from rotator.runner import utcnow
 
 
 def free_port() -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Protocol
 
+from rotator.errors import ConfigError
 from rotator.model import NewKey
 
 
@@ -26,3 +27,14 @@ class BotKeyStore(Protocol):
 
     def remove(self, user_name: str, key_ids: Collection[str]) -> None:
         """Forget these keys; unknown ids are ignored."""
+
+
+def make_store(settings, aws) -> BotKeyStore:
+    """The store ``ROTATOR_BOT_KEYS__STORE`` names (ConfigError when it cannot be used)."""
+    if settings.bot_keys.store == "secretsmanager":
+        from rotator.keystore.secretsmanager import SecretsManagerStore
+
+        if aws.region is None:
+            raise ConfigError("bot-keys stores secrets in Secrets Manager: set AWS_REGION (or AWS_DEFAULT_REGION)")
+        return SecretsManagerStore(aws.client("secretsmanager"), prefix=settings.bot_secret_prefix)
+    raise ConfigError(f"ROTATOR_BOT_KEYS__STORE: unknown store {settings.bot_keys.store!r}")

@@ -39,7 +39,7 @@ def make_source(settings: RunSecretsSettings) -> RunStatusSource:
 
         return SeqeraSource(
             url=settings.seqera.url,
-            token=settings.seqera.bearer(),
+            token=settings.seqera.token_value(),
             workspace_id=settings.seqera.workspace_id,
             timeout_seconds=settings.timeout_seconds,
         )
@@ -48,7 +48,7 @@ def make_source(settings: RunSecretsSettings) -> RunStatusSource:
 
         return TesSource(
             url=settings.tes.url,
-            token=settings.tes.bearer(),
+            token=settings.tes.token_value(),
             username=settings.tes.username,
             password=settings.tes.password,
             timeout_seconds=settings.timeout_seconds,

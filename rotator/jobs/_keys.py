@@ -1,0 +1,104 @@
+"""What the two access-key jobs share: their plan's shape, key deletion, key metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from rotator import inventory
+from rotator.executor import attempt
+from rotator.jobs.base import Plan, frozen_mapping
+from rotator.model import CREATE_KEY, DELETE_KEY, DONE, AccessKey, Action, ManagedUser, Outcome, ReportedKey, Skipped
+from rotator.planner import age_days
+
+if TYPE_CHECKING:
+    from rotator.metrics import Metrics
+    from rotator.runner import JobResult
+
+PERMISSIONS = inventory.PERMISSIONS + ("iam:DeleteAccessKey",)
+
+KEY_STATES = ("live", "expired", "inactive")
+EXPIRY_WINDOWS_DAYS = (1, 3, 7, 14)
+
+
+@dataclass(frozen=True)
+class KeyObservation:
+    """Managed users of one kind, the report's view of their keys, and the keys confirmed by ListAccessKeys."""
+
+    users: tuple[ManagedUser, ...]
+    candidates: tuple[ManagedUser, ...]
+    """The users that may need action (all of them without a credential report)."""
+    report: Mapping[str, tuple[ReportedKey, ...]] | None
+    confirmed: Mapping[str, tuple[AccessKey, ...]]
+    skipped: tuple[Skipped, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class KeyPlan(Plan):
+    managed_users: int = 0
+    observed_keys: Mapping[str, tuple[AccessKey | ReportedKey, ...]] = field(default_factory=frozen_mapping)
+    """The freshest view of each managed user's keys: confirmed where listed, else the report."""
+
+    def document(self) -> dict[str, Any]:
+        return {"managed_users": self.managed_users, **super().document()}
+
+
+def observed_keys(observation: KeyObservation) -> Mapping[str, tuple[AccessKey | ReportedKey, ...]]:
+    report = observation.report or {}
+    return frozen_mapping({u.name: observation.confirmed.get(u.name, report.get(u.name, ())) for u in observation.users})
+
+
+def users_of_kind(account: inventory.AccountSnapshot, kind: str) -> tuple[ManagedUser, ...]:
+    return tuple(u for u in account.users if u.kind == kind)
+
+
+def delete_access_key(iam, action: Action) -> Outcome:
+    """Delete one key; a key already gone counts as deleted."""
+    return attempt(
+        action, lambda: iam.delete_access_key(UserName=action.user, AccessKeyId=action.key_id), already_done={"NoSuchEntity"}
+    )
+
+
+def describe(plan: KeyPlan) -> str:
+    return f"{plan.managed_users} users, {plan.managed} keys"
+
+
+def key_state(key: AccessKey | ReportedKey, *, now: datetime, lifetime: int) -> str:
+    if not key.active:
+        return "inactive"
+    return "expired" if age_days(key.created, now) > lifetime else "live"
+
+
+def record_key_metrics(metrics: Metrics, result: JobResult, *, kind: str, lifetime: int, now: datetime) -> None:
+    """Key gauges as the run left the account: deleted keys are gone, created keys are live."""
+    plan: KeyPlan = result.plan
+    metrics.managed_users.labels(kind).set(plan.managed_users)
+    metrics.key_lifetime.labels(kind).set(timedelta(days=lifetime).total_seconds())
+    deleted = {o.action.key_id for o in result.outcomes if o.result == DONE and o.action.kind == DELETE_KEY}
+    created = sum(1 for o in result.outcomes if o.result == DONE and o.action.kind == CREATE_KEY)
+    states: Counter[str] = Counter()
+    live_created: list[datetime] = [now] * created
+    for keys in plan.observed_keys.values():
+        for key in keys:
+            if isinstance(key, AccessKey) and key.key_id in deleted:
+                continue
+            state = key_state(key, now=now, lifetime=lifetime)
+            states[state] += 1
+            if state == "live":
+                live_created.append(key.created)
+    states["live"] += created
+    for state in KEY_STATES:
+        metrics.access_keys.labels(kind, state).set(states[state])
+    for window in EXPIRY_WINDOWS_DAYS:
+        # A key expires once its whole-day age exceeds the lifetime: at created + lifetime + 1 days.
+        expiring = sum(1 for c in live_created if c + timedelta(days=lifetime + 1) - now <= timedelta(days=window))
+        metrics.keys_expiring.labels(kind, str(window)).set(expiring)
+    metrics.oldest_key_age.labels(kind).set(max(((now - c).total_seconds() for c in live_created), default=0))
+
+
+def sorted_keys(keys: Iterable[AccessKey]) -> list[AccessKey]:
+    return sorted(keys, key=lambda k: (k.created, k.key_id))

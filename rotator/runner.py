@@ -1,0 +1,173 @@
+"""The generic job runner: the only code that reads the clock.
+
+identity check -> prepare every selected job (configuration: exit 2, nothing touched) ->
+observe + plan each job -> safety brakes over all plans -> execute -> summary logs.
+All plans are made and checked before anything is executed, so a tripped brake means
+nothing at all was touched. Each job's observe/plan and its execution run inside one
+boundary: whatever one job raises fails that job alone, and the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from rotator.aws import Aws, describe_error
+from rotator.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, ConfigError
+from rotator.executor import Executor
+from rotator.jobs import get_job
+from rotator.jobs.base import Job, Plan, RunContext
+from rotator.model import FAILED, Outcome
+from rotator.safety import Brake, check_account, check_brakes
+from rotator.settings import Settings
+
+log = structlog.get_logger("rotator.runner")
+
+SUCCESS, FAILED_JOB, REFUSED, ERROR = "success", "failed", "refused", "error"
+JOB_OUTCOMES = (SUCCESS, FAILED_JOB, REFUSED, ERROR)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class JobResult:
+    job: str
+    plan: Plan | None = None
+    outcomes: tuple[Outcome, ...] = ()
+    brake: Brake | None = None
+    error: str | None = None
+    """Why the job could not plan or execute at all."""
+    duration_seconds: float = 0.0
+
+    @property
+    def failed_actions(self) -> int:
+        return sum(1 for o in self.outcomes if o.result == FAILED)
+
+    @property
+    def outcome(self) -> str:
+        """success | failed | refused | error"""
+        if self.error:
+            return ERROR
+        if self.brake:
+            return REFUSED
+        if self.failed_actions or (self.plan and self.plan.errors):
+            return FAILED_JOB
+        return SUCCESS
+
+
+@dataclass
+class RunResult:
+    now: datetime
+    dry_run: bool
+    account_id: str | None
+    jobs: list[JobResult]
+
+    @property
+    def exit_code(self) -> int:
+        if any(j.brake for j in self.jobs):
+            return EXIT_REFUSED
+        if any(j.outcome != SUCCESS for j in self.jobs):
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+class Runner:
+    """Runs jobs against one AWS account. Built once per process; ``run`` per invocation."""
+
+    def __init__(self, settings: Settings, *, aws: Aws, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.aws = aws
+        self.clock = clock
+        self._account_id: str | None = None
+
+    def check_identity(self) -> str:
+        """STS GetCallerIdentity against ROTATOR_ALLOWED_ACCOUNT_IDS (ConfigError if not allowed)."""
+        if self._account_id is None:
+            try:
+                account_id = self.aws.account_id()
+            except Exception as exc:  # noqa: BLE001 - any failure here means: no identity
+                raise ConfigError(f"cannot establish the AWS identity: {describe_error(exc)}") from None
+            check_account(account_id, self.settings.allowed_account_ids)
+            self._account_id = account_id
+        return self._account_id
+
+    def run(self, jobs: Sequence[str], *, dry_run: bool) -> RunResult:
+        # Every event of this run carries these fields, so one run's audit trail can be pulled out of the logs.
+        with structlog.contextvars.bound_contextvars(run_id=uuid.uuid4().hex[:12], hostname=self.settings.hostname):
+            account_id = self.check_identity()
+            with structlog.contextvars.bound_contextvars(account=account_id):
+                return self._run([get_job(name) for name in jobs], dry_run=dry_run, account_id=account_id)
+
+    def _run(self, jobs: Sequence[Job], *, dry_run: bool, account_id: str) -> RunResult:
+        ctx = RunContext(settings=self.settings, aws=self.aws, now=self.clock(), clock=self.clock)
+        for job in jobs:
+            job.prepare(ctx)  # ConfigError: exit 2 before anything was read or changed
+        log.info("run.started", jobs=[j.name for j in jobs], dry_run=dry_run, now=ctx.now.isoformat())
+
+        results = [self._plan(job, ctx) for job in jobs]
+        if any(r.brake for r in results):
+            log.error("run.refused", reason="a safety brake refused a plan; nothing was changed")
+        else:
+            executor = Executor(dry_run=dry_run)
+            for job, result in zip(jobs, results, strict=True):
+                if result.plan is not None:
+                    self._execute(job, result, executor, ctx)
+
+        for result in results:
+            _log_summary(result, dry_run=dry_run)
+        return RunResult(now=ctx.now, dry_run=dry_run, account_id=account_id, jobs=results)
+
+    def _plan(self, job: Job, ctx: RunContext) -> JobResult:
+        started = time.monotonic()
+        result = JobResult(job=job.name)
+        try:
+            result.plan = job.plan(job.observe(ctx), now=ctx.now, settings=self.settings)
+        except Exception as exc:  # noqa: BLE001 - the boundary: this job fails, the others go on
+            result.error = describe_error(exc)
+            log.error("job.inventory_failed", job=job.name, error=result.error)
+        else:
+            result.brake = check_brakes(job.name, result.plan.actions, managed=result.plan.managed, settings=self.settings.safety)
+            if result.brake:
+                log.error("safety.brake_tripped", job=job.name, limit=result.brake.limit, message=result.brake.message)
+        result.duration_seconds = time.monotonic() - started
+        return result
+
+    def _execute(self, job: Job, result: JobResult, executor: Executor, ctx: RunContext) -> None:
+        started = time.monotonic()
+        try:
+            result.outcomes = executor.execute(job, result.plan, ctx)
+        except Exception as exc:  # noqa: BLE001 - the boundary: this job fails, the others go on
+            result.error = describe_error(exc)
+            log.error("job.execute_failed", job=job.name, error=result.error)
+        result.duration_seconds += time.monotonic() - started
+
+
+def _log_summary(result: JobResult, *, dry_run: bool) -> None:
+    counts = Counter(f"{o.action.kind}:{o.result}" for o in result.outcomes)
+    plan = result.plan
+    fields = dict(
+        job=result.job,
+        outcome=result.outcome,
+        dry_run=dry_run,
+        managed=plan.managed if plan else None,
+        planned=len(plan.actions) if plan else 0,
+        skipped_users=len(plan.skipped) if plan else 0,
+        errors=len(plan.errors) if plan else 0,
+        outcomes=dict(counts),
+        duration_seconds=round(result.duration_seconds, 3),
+    )
+    if plan is not None and "managed_users" in plan.document():
+        fields["managed_users"] = plan.document()["managed_users"]
+    if result.error:
+        fields["error"] = result.error
+    if result.brake:
+        fields["brake"] = result.brake.limit
+    (log.info if result.outcome == SUCCESS else log.error)("job.finished", **fields)
