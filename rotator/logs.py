@@ -21,6 +21,16 @@ def _redact_secret_fields(_logger: Any, _name: str, event: dict[str, Any]) -> di
     return event
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written (it may be swapped after set-up)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(*, format: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
     renderer = structlog.processors.JSONRenderer() if format == "json" else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
@@ -33,6 +43,6 @@ def configure(*, format: str = "json", level: str = "info", stream: TextIO | Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or _CurrentStderr()),
         cache_logger_on_first_use=False,
     )

@@ -36,11 +36,12 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
             {
                 "job": job.job,
                 "outcome": job.outcome,
+                # Every job's document has these keys; a job's plan fills in the ones it has.
                 "managed_users": None,
                 "managed": None,
                 "inventory_source": None,
+                "states": {},
                 **(plan.document() if plan else {}),
-                "states": dict(getattr(plan, "states", {})),
                 "detail": get_job(job.job).describe(plan) if plan else "not planned",
                 "skipped": [{"name": s.name, "reason": s.reason} for s in plan.skipped] if plan else [],
                 "errors": list(plan.errors) if plan else [],

@@ -9,18 +9,68 @@ from rotator.model import RunSecret
 
 PERMISSIONS = ("secretsmanager:ListSecrets", "secretsmanager:DescribeSecret")
 
-_META = set(".^$*+?{}[]\\|()")
+_STOP = set(".^$[]()\\|")
+_OPTIONAL = set("?*")  # the character before may be absent
+_REPEAT = set("+{")  # the character before is there at least once, then anything may follow
 
 
-def pattern_prefix(pattern: str) -> str:
-    """The literal text every match starts with (``^tower-(?P<run_id>…)`` -> ``tower-``)."""
-    if not pattern.startswith("^"):
+def pattern_prefixes(pattern: str) -> tuple[str, ...]:
+    """The literal texts every match starts with, one per top-level alternative.
+
+    ``^tower-(?P<run_id>…)`` -> ``("tower-",)``; ``^towers?-`` -> ``("tower",)``;
+    ``^tower-|^nf-`` -> ``("tower-", "nf-")``. An alternative without a leading ``^`` (or
+    starting with a group or class) gives ``""``: everything must be listed. A prefix is
+    only ever too short, never too long, so no matching secret is missed.
+    """
+    return tuple(dict.fromkeys(_literal_prefix(alt) for alt in _top_level_alternatives(pattern)))
+
+
+def _top_level_alternatives(pattern: str) -> list[str]:
+    alternatives, depth, start, i, in_class = [], 0, 0, 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            alternatives.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    alternatives.append(pattern[start:])
+    return alternatives
+
+
+def _literal_prefix(alternative: str) -> str:
+    if not alternative.startswith("^"):
         return ""
-    prefix = []
-    for char in pattern[1:]:
-        if char in _META:
+    prefix: list[str] = []
+    i = 1
+    while i < len(alternative):
+        char = alternative[i]
+        if char == "\\":
+            escaped = alternative[i + 1 : i + 2]
+            if not escaped or escaped.isalnum():  # \d, \w, \A, backreferences…: not a literal
+                break
+            char, width = escaped, 2
+        elif char in _STOP or char in _OPTIONAL or char in _REPEAT:
+            break
+        else:
+            width = 1
+        following = alternative[i + width : i + width + 1]
+        if following in _OPTIONAL:
             break
         prefix.append(char)
+        if following in _REPEAT:
+            break
+        i += width
     return "".join(prefix)
 
 
@@ -33,9 +83,11 @@ def list_run_secrets(sm, *, patterns: Sequence[str], exclude_prefixes: Iterable[
     """
     compiled = [re.compile(p) for p in patterns]
     excluded = tuple(exclude_prefixes)
+    prefixes = sorted({prefix for regex in compiled for prefix in pattern_prefixes(regex.pattern)})
+    if "" in prefixes:
+        prefixes = [""]  # one pattern needs every secret listed: once is enough
     found: dict[str, RunSecret] = {}
-    for regex in compiled:
-        prefix = pattern_prefix(regex.pattern)
+    for prefix in prefixes:
         kwargs = {"IncludePlannedDeletion": True}
         if prefix:
             # AWS's name filter is a case-insensitive prefix match; the exact check follows.
@@ -45,9 +97,7 @@ def list_run_secrets(sm, *, patterns: Sequence[str], exclude_prefixes: Iterable[
                 name = entry["Name"]
                 if name in found or not name.startswith(prefix) or name.startswith(excluded):
                     continue
-                match = regex.match(name)
-                if match is None and any(other.match(name) for other in compiled):
-                    continue  # another pattern claims it
+                match = next((m for m in (regex.match(name) for regex in compiled) if m), None)
                 found[name] = RunSecret(
                     name=name,
                     arn=entry["ARN"],

@@ -1,4 +1,8 @@
-"""`rotator` as a subprocess against a moto server over real HTTP (AWS_ENDPOINT_URL)."""
+"""The command line against a moto server over real HTTP (AWS_ENDPOINT_URL).
+
+In process (``cli.main([...])``, as the console script calls it) for speed; the first test
+and the demo run ``python -m rotator`` as a subprocess, as an operator would.
+"""
 
 import json
 import os
@@ -6,6 +10,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -43,7 +48,7 @@ def store(clients):
     return SecretsManagerStore(clients["secretsmanager"], prefix=PREFIX)
 
 
-def rotator(*args, endpoint, **env):
+def _environment(endpoint, env):
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATOR_", "AWS_"))}
     environ.update(
         AWS_ENDPOINT_URL=endpoint,
@@ -53,7 +58,42 @@ def rotator(*args, endpoint, **env):
         ROTATOR_HOSTNAME=HOST,
     )
     environ.update(env)
-    return subprocess.run([sys.executable, "-m", "rotator", *args], env=environ, capture_output=True, text=True, timeout=120)
+    return environ
+
+
+def rotator_process(*args, endpoint, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "rotator", *args], env=_environment(endpoint, env), capture_output=True, text=True, timeout=120
+    )
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def rotator(monkeypatch, capsys):
+    """``rotator ARGS`` in this process, with exactly the given environment; returns what a subprocess would."""
+    from rotator import cli
+
+    def run(*args, endpoint, **env):
+        capsys.readouterr()
+        with monkeypatch.context() as m:
+            for name in list(os.environ):
+                m.delenv(name)
+            for name, value in _environment(endpoint, env).items():
+                m.setenv(name, value)
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exc:  # argparse: usage errors
+                code = exc.code
+        out, err = capsys.readouterr()
+        return Completed(code, out, err)
+
+    return run
 
 
 @pytest.fixture
@@ -71,7 +111,7 @@ def seeded(iam, store):
 
 
 def test_run_apply_exit_0_json(endpoint, iam, seeded):
-    proc = rotator("run", "--apply", "--output", "json", endpoint=endpoint)
+    proc = rotator_process("run", "--apply", "--output", "json", endpoint=endpoint)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["dry_run"] is False and doc["exit_code"] == 0
@@ -90,7 +130,7 @@ def test_run_apply_exit_0_json(endpoint, iam, seeded):
         assert entry["secret_access_key"] not in proc.stdout + proc.stderr
 
 
-def test_run_without_apply_changes_nothing(endpoint, iam, seeded):
+def test_run_without_apply_changes_nothing(endpoint, iam, seeded, rotator):
     proc = rotator("run", endpoint=endpoint)
     assert proc.returncode == 0, proc.stderr
     assert "dry-run: nothing was changed" in proc.stdout
@@ -100,13 +140,13 @@ def test_run_without_apply_changes_nothing(endpoint, iam, seeded):
     assert seeded["expired"].key_id in key_ids(iam, iam_user_name(HOST, "1"))  # plan never changes anything
 
 
-def test_dry_run_false_applies(endpoint, iam, seeded):
+def test_dry_run_false_applies(endpoint, iam, seeded, rotator):
     proc = rotator("run", "--job", "user-keys", endpoint=endpoint, ROTATOR_DRY_RUN="false")
     assert proc.returncode == 0, proc.stderr
     assert key_ids(iam, iam_user_name(HOST, "1")) == {seeded["fresh"].key_id}
 
 
-def test_exit_1_when_something_failed(endpoint, iam, seeded, clients):
+def test_exit_1_when_something_failed(endpoint, iam, seeded, clients, rotator):
     bot = bot_user_name(HOST, "2")
     make_user(iam, bot, TAG)
     clients["secretsmanager"].create_secret(Name=PREFIX + bot, SecretString="not a key list")
@@ -150,7 +190,7 @@ def counting_endpoint():
         {"ROTATOR_NOT_A_SETTING": "1"},
     ],
 )
-def test_exit_2_bad_config_before_any_aws_call(counting_endpoint, env):
+def test_exit_2_bad_config_before_any_aws_call(counting_endpoint, env, rotator):
     url, counter = counting_endpoint
     proc = rotator("run", "--apply", endpoint=url, **env)
     assert proc.returncode == 2
@@ -158,19 +198,19 @@ def test_exit_2_bad_config_before_any_aws_call(counting_endpoint, env):
     assert counter.hits == 0
 
 
-def test_exit_2_usage(endpoint):
+def test_exit_2_usage(endpoint, rotator):
     assert rotator("run", "--job", "no-such-job", endpoint=endpoint).returncode == 2
     assert rotator("frobnicate", endpoint=endpoint).returncode == 2
 
 
-def test_exit_2_wrong_account_touches_nothing(endpoint, iam, seeded):
+def test_exit_2_wrong_account_touches_nothing(endpoint, iam, seeded, rotator):
     proc = rotator("run", "--apply", endpoint=endpoint, ROTATOR_ALLOWED_ACCOUNT_IDS='["111122223333"]')
     assert proc.returncode == 2
     assert "123456789012 is not in ROTATOR_ALLOWED_ACCOUNT_IDS" in proc.stderr
     assert seeded["expired"].key_id in key_ids(iam, iam_user_name(HOST, "1"))
 
 
-def test_exit_3_brake_touches_nothing(endpoint, iam, seeded):
+def test_exit_3_brake_touches_nothing(endpoint, iam, seeded, rotator):
     proc = rotator("run", "--apply", endpoint=endpoint, ROTATOR_SAFETY__MAX_DELETIONS="0")
     assert proc.returncode == 3
     assert "REFUSED" in proc.stdout and "ROTATOR_SAFETY__MAX_DELETIONS" in proc.stdout
@@ -179,7 +219,7 @@ def test_exit_3_brake_touches_nothing(endpoint, iam, seeded):
     assert len(key_ids(iam, bot_user_name(HOST, "1"))) == 1
 
 
-def test_console_log_format(endpoint, iam, seeded):
+def test_console_log_format(endpoint, iam, seeded, rotator):
     proc = rotator("plan", endpoint=endpoint, ROTATOR_LOG__FORMAT="console")
     assert proc.returncode == 0
     assert "job.finished" in proc.stderr and not proc.stderr.lstrip().startswith("{")
@@ -214,7 +254,7 @@ def _old_secret(clients, name):
 
 
 @pytest.mark.parametrize("source", ["seqera", "tes", "none"])
-def test_run_secrets_with_each_source(endpoint, iam, clients, status_api, source):
+def test_run_secrets_with_each_source(endpoint, iam, clients, status_api, source, rotator):
     status_api.seqera.update(fin="SUCCEEDED", act="RUNNING")
     status_api.tes.update(fin="COMPLETE", act="RUNNING")
     for run_id in ("fin", "act"):
@@ -247,11 +287,11 @@ def test_run_secrets_with_each_source(endpoint, iam, clients, status_api, source
     assert "nothing to restore" in rotator("restore-secrets", "--all", endpoint=endpoint).stdout
 
 
-def test_restore_needs_a_choice(endpoint):
+def test_restore_needs_a_choice(endpoint, rotator):
     assert rotator("restore-secrets", endpoint=endpoint).returncode == 2
 
 
-def test_run_secrets_bad_source_config_exits_2(counting_endpoint):
+def test_run_secrets_bad_source_config_exits_2(counting_endpoint, rotator):
     url, counter = counting_endpoint
     proc = rotator("run", endpoint=url, ROTATOR_RUN_SECRETS__STATUS_SOURCE="seqera")
     assert proc.returncode == 2 and "ROTATOR_RUN_SECRETS__SEQERA__URL" in proc.stderr
