@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import threading
+import traceback
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from rotator import __version__
 
@@ -23,6 +24,8 @@ CLIENT_CONFIG = Config(
     read_timeout=30,
     user_agent_extra=f"gen3wf-rotator/{__version__}",
 )
+
+SINGLE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
 PERMISSIONS = ("sts:GetCallerIdentity",)
 GLOBAL_SERVICES = ("iam", "sts")
@@ -46,20 +49,24 @@ class Aws:
             for client in self._clients.values():
                 client.meta.events.register_first(event, handler, unique_id=unique_id)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, *, retries: bool = True) -> Any:
+        """The shared client of ``service``; ``retries=False``: one attempt per call, for calls
+        that are not idempotent (CreateAccessKey), whose caller decides what to do after a failure."""
         with self._lock:
-            return self._client(service)
+            return self._client(service, retries=retries)
 
-    def _client(self, service: str) -> Any:
-        if service not in self._clients:
+    def _client(self, service: str, *, retries: bool) -> Any:
+        key = service if retries else f"{service}/single-attempt"
+        if key not in self._clients:
             region = self.session.region_name
             if service in GLOBAL_SERVICES and region is None:
                 region = "us-east-1"  # global services; botocore still wants a region to sign with
-            client = self.session.client(service, region_name=region, config=CLIENT_CONFIG)
+            config = CLIENT_CONFIG if retries else CLIENT_CONFIG.merge(SINGLE_ATTEMPT)
+            client = self.session.client(service, region_name=region, config=config)
             for event, handler, unique_id in self._hooks:
                 client.meta.events.register_first(event, handler, unique_id=unique_id)
-            self._clients[service] = client
-        return self._clients[service]
+            self._clients[key] = client
+        return self._clients[key]
 
     @property
     def region(self) -> str | None:
@@ -69,16 +76,54 @@ class Aws:
         return self.client("sts").get_caller_identity()["Account"]
 
 
+def is_ambiguous(exc: BaseException) -> bool:
+    """Whether AWS may have applied the request although it failed (no answer, or a 5xx)."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+    return isinstance(exc, BotoCoreError) and not isinstance(exc, NoCredentialsError | EndpointConnectionError)
+
+
+def is_throttling(exc: BaseException) -> bool:
+    return error_code(exc) in THROTTLE_CODES
+
+
+THROTTLE_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
+     "RequestThrottled", "RequestThrottledException", "SlowDown"}
+)
+
+
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return exc.response.get("Error", {}).get("Code", "ClientError")
     return type(exc).__name__
 
 
+class SafeError(Exception):
+    """An error whose message we wrote and which carries no value read from AWS or an API."""
+
+
 def describe_error(exc: BaseException) -> str:
-    """A short, secret-free description of an AWS or transport error."""
+    """A short, secret-free description of an error.
+
+    AWS errors give operation, code and AWS's message; botocore's own errors and ours
+    (:class:`SafeError`) their text. Anything else (a TypeError on a malformed value…)
+    gives only its type and where it happened: its message could hold the value.
+    """
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         operation = getattr(exc, "operation_name", "?")
         return f"{operation}: {err.get('Code', 'ClientError')}: {err.get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, BotoCoreError | SafeError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} in {_where(exc)}"
+
+
+def _where(exc: BaseException) -> str:
+    """``module.function:line`` of the innermost frame of this package in the traceback."""
+    where = "?"
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("rotator"):
+            where = f"{module}.{frame.f_code.co_name}:{line}"
+    return where

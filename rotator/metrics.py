@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 from prometheus_client.metrics_core import Metric
 
 from rotator import __version__
-from rotator.aws import Aws
+from rotator.aws import THROTTLE_CODES, Aws
 from rotator.jobs import get_job
 from rotator.runner import ERROR, JOB_OUTCOMES, SUCCESS, JobResult, RunResult
 from rotator.settings import Settings
@@ -25,10 +25,6 @@ log = structlog.get_logger("rotator.metrics")
 
 disable_created_metrics()  # *_created series only double what the dashboards need
 
-THROTTLE_CODES = frozenset(
-    {"Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
-     "RequestThrottled", "RequestThrottledException", "SlowDown"}
-)
 
 
 class Metrics:
@@ -91,18 +87,27 @@ class Metrics:
         aws.on("after-call-error", self._after_call_error, unique_id="rotator-metrics-after-call-error")
         aws.on("needs-retry", self._on_attempt, unique_id="rotator-metrics-needs-retry")
 
-    def _after_call(self, *, parsed: dict[str, Any], model, **_: Any) -> None:
+    # botocore calls these with keyword arguments that differ by event (after-call-error
+    # has no model): each takes what it needs and accepts the rest. A metrics hook must
+    # never raise into an AWS call.
+
+    def _after_call(self, *, parsed: dict[str, Any] | None = None, model=None, **_: Any) -> None:
+        if model is None:
+            return
         code = (parsed or {}).get("Error", {}).get("Code")
         outcome = "success" if not code else ("throttled" if code in THROTTLE_CODES else "error")
         self.aws_calls.labels(model.service_model.service_name, model.name, outcome).inc()
 
-    def _after_call_error(self, *, model, **_: Any) -> None:
-        self.aws_calls.labels(model.service_model.service_name, model.name, "error").inc()
+    def _after_call_error(self, *, event_name: str = "", **_: Any) -> None:
+        # "after-call-error.<service id, hyphenized>.<Operation>": no model on this event.
+        _, _, rest = event_name.partition(".")
+        service_id, _, operation = rest.partition(".")
+        self.aws_calls.labels(service_id.replace("-", "") or "unknown", operation or "unknown", "error").inc()
 
     def _on_attempt(self, *, response=None, operation=None, **_: Any) -> None:
         if response is None or operation is None:
             return None
-        code = (response[1] or {}).get("Error", {}).get("Code")
+        code = ((response[1] if isinstance(response, tuple) else None) or {}).get("Error", {}).get("Code")
         if code in THROTTLE_CODES:
             self.aws_throttles.labels(operation.service_model.service_name, operation.name).inc()
         return None  # never decide about retries: botocore's handler does

@@ -74,12 +74,14 @@ def fault(aws) -> Iterator:
 
         event = f"before-call.{service}.{operation}"
         uid = f"test-fault-{len(registered)}"
-        aws.client(service).meta.events.register(event, fail, unique_id=uid)
+        for retries in (True, False):  # the shared client and its single-attempt twin
+            aws.client(service, retries=retries).meta.events.register(event, fail, unique_id=uid)
         registered.append((service, event, uid))
 
     yield inject
     for service, event, uid in registered:
-        aws.client(service).meta.events.unregister(event, unique_id=uid)
+        for retries in (True, False):
+            aws.client(service, retries=retries).meta.events.unregister(event, unique_id=uid)
 
 
 @pytest.fixture

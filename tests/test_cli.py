@@ -125,7 +125,7 @@ def test_run_apply_exit_0_json(endpoint, iam, seeded):
     events = [json.loads(line) for line in proc.stderr.splitlines()]
     assert [e["job"] for e in events if e["event"] == "job.finished"] == ["user-keys", "bot-keys", "run-secrets"]
     # nothing secret anywhere
-    value = json.loads(boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1").get_secret_value(SecretId=PREFIX + bot_user_name(HOST, "1"))["SecretString"])
+    value = json.loads(boto3.client("secretsmanager", endpoint_url=endpoint, region_name="us-east-1").get_secret_value(SecretId=PREFIX + bot_user_name(HOST, "1"), VersionStage="AWSCURRENT")["SecretString"])
     for entry in value:
         assert entry["secret_access_key"] not in proc.stdout + proc.stderr
 

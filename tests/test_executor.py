@@ -5,7 +5,8 @@ import pytest
 from helpers import HOST, T0, TAG, days, key_ids, make_key, make_user
 from rotator.executor import Executor
 from rotator.jobs import get_job
-from rotator.jobs.base import Plan, RunContext
+from rotator.jobs._keys import KeyPlan
+from rotator.jobs.base import RunContext
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.model import CREATE_KEY, DELETE_KEY, Action
 from rotator.runner import utcnow
@@ -26,7 +27,7 @@ def execute(aws, actions, *, dry_run=False):
     ctx = RunContext(settings=settings, aws=aws, now=T0, clock=utcnow)
     outcomes = []
     for job in dict.fromkeys(a.job for a in actions):
-        plan = Plan(job=job, actions=tuple(a for a in actions if a.job == job), managed=0)
+        plan = KeyPlan(job=job, actions=tuple(a for a in actions if a.job == job), managed=0)
         outcomes += Executor(dry_run=dry_run).execute(get_job(job), plan, ctx)
     return outcomes
 

@@ -84,11 +84,12 @@ def recorded(aws):
     def record(model, params, **kwargs):
         calls.append((f"{PREFIX[model.service_model.service_name]}:{model.name}", _resource(model.service_model.service_name, params)))
 
-    for service in ("iam", "sts", "secretsmanager"):
-        aws.client(service).meta.events.register("provide-client-params", record, unique_id="record-calls")
+    clients = [aws.client(service, retries=retries) for service in ("iam", "sts", "secretsmanager") for retries in (True, False)]
+    for client in clients:
+        client.meta.events.register("provide-client-params", record, unique_id="record-calls")
     yield calls
-    for service in ("iam", "sts", "secretsmanager"):
-        aws.client(service).meta.events.unregister("provide-client-params", unique_id="record-calls")
+    for client in clients:
+        client.meta.events.unregister("provide-client-params", unique_id="record-calls")
 
 
 def test_every_call_of_a_full_run_is_allowed(aws, monkeypatch, recorded):
@@ -125,6 +126,7 @@ def test_every_call_of_a_full_run_is_allowed(aws, monkeypatch, recorded):
     operations = {action for action, _ in recorded}
     # the run exercised every kind of change
     assert {"iam:DeleteAccessKey", "iam:CreateAccessKey", "secretsmanager:UpdateSecret", "secretsmanager:CreateSecret",
+            "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage",
             "secretsmanager:DeleteSecret", "secretsmanager:RemoveRegionsFromReplication", "secretsmanager:RestoreSecret"} <= operations
     for action, resource in recorded:
         assert action in DECLARED, f"{action} is called but not declared"

@@ -85,7 +85,7 @@ def test_both_jobs_end_to_end(aws, settings, store, deployment):
     for bot in (B0, B1, B2, BX, BO):
         ids = key_ids(iam, bot)
         assert len(ids) == 2, bot
-        value = json.loads(aws.client("secretsmanager").get_secret_value(SecretId=settings.bot_secret_prefix + bot)["SecretString"])
+        value = json.loads(aws.client("secretsmanager").get_secret_value(SecretId=settings.bot_secret_prefix + bot, VersionStage="AWSCURRENT")["SecretString"])
         assert {e["access_key_id"] for e in value} == ids
         listed = iam.list_access_keys(UserName=bot)["AccessKeyMetadata"]
         newest = max(k["CreateDate"] for k in listed)
@@ -127,7 +127,7 @@ def test_dry_run_changes_nothing(aws, settings, deployment):
 def test_store_failure_leaves_no_extra_key(aws, settings, deployment, fault, log_output):
     iam = aws.client("iam")
     fault("secretsmanager", "CreateSecret", "InternalServiceError")
-    fault("secretsmanager", "UpdateSecret", "InternalServiceError")
+    fault("secretsmanager", "PutSecretValue", "InternalServiceError")
     before = {u: key_ids(iam, u) for u in (B0, B1)}
     result = run(aws, settings, jobs=["bot-keys"])
     assert result.exit_code == 1
@@ -202,7 +202,7 @@ def test_no_secret_in_logs_or_results(aws, settings, deployment, log_output):
     sm = aws.client("secretsmanager")
     secrets = {k.secret for k in seeded.values()}
     for s in sm.list_secrets()["SecretList"]:
-        secrets |= {e["secret_access_key"] for e in json.loads(sm.get_secret_value(SecretId=s["ARN"])["SecretString"])}
+        secrets |= {e["secret_access_key"] for e in json.loads(sm.get_secret_value(SecretId=s["ARN"], VersionStage="AWSCURRENT")["SecretString"])}
     assert len(secrets) > 10
     text = log_output.getvalue() + render_json(result, command="run") + render_text(result, command="run") + repr(result)
     assert "key.created" in text

@@ -80,7 +80,7 @@ def test_values_after_a_successful_run(aws, settings, metrics, account):
 @freeze_time(NOW)
 def test_a_failed_deletion_is_counted_as_failed(aws, settings, metrics, account, fault):
     fault("iam", "DeleteAccessKey", "ServiceFailure")
-    fault("secretsmanager", "UpdateSecret", "InternalServiceError")
+    fault("secretsmanager", "PutSecretValue", "InternalServiceError")
     result = Runner(settings, aws=aws).run(["user-keys", "bot-keys"], dry_run=False)
     metrics.record_run(result, settings=settings)
     assert value(metrics, "rotator_job_runs_total", job="user-keys", outcome="failed") == 1

@@ -47,10 +47,28 @@ def test_bot_user_never_ends_with_more_than_two_keys(state, s):
     created = sum(1 for a in actions if a.kind == CREATE_KEY)
     remaining = len([k for k in state.keys if k.key_id not in deleted])
     assert remaining + created == 2
-    # never more than two keys at any moment: all deletions come before any creation
-    kinds = [a.kind for a in actions]
-    if CREATE_KEY in kinds and DELETE_KEY in kinds:
-        assert max(i for i, k in enumerate(kinds) if k == DELETE_KEY) < kinds.index(CREATE_KEY)
+    # never more than two keys at any moment (the quota): replay the actions in order
+    count = len(state.keys)
+    for action in actions:
+        count += {DELETE_KEY: -1, CREATE_KEY: 1}.get(action.kind, 0)
+        assert 0 <= count <= 2, actions
+
+
+@settings(max_examples=300)
+@given(state=bot_states, s=bot_settings)
+def test_make_before_break(state, s):
+    """A stored key is deleted only once another stored key (kept or new) stands: the store never runs dry."""
+    actions = plan_bot_keys([state], now=NOW, settings=s)
+    usable = {k.key_id for k in state.keys if k.active} & state.stored_key_ids
+    standing = set(usable)
+    for action in actions:
+        if action.kind == CREATE_KEY:
+            standing.add(object())  # the new key, stored before the next action
+        elif action.kind == DELETE_KEY and action.key_id in usable:
+            assert standing - {action.key_id}, (state, actions)
+            standing.discard(action.key_id)
+    if usable:
+        assert standing  # a user that had a usable stored key still has one
 
 
 @settings(max_examples=300)

@@ -9,21 +9,22 @@ secret cannot be stored is taken back.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import TYPE_CHECKING
 
 import structlog
 
 from rotator import inventory
-from rotator.aws import describe_error, error_code
+from rotator.aws import describe_error, error_code, is_ambiguous, is_throttling
 from rotator.executor import record
 from rotator.jobs import _keys
 from rotator.jobs._keys import KeyObservation, KeyPlan
 from rotator.jobs.base import RunContext, frozen_mapping
-from rotator.keystore import BotKeyStore, make_store
+from rotator.keystore import BotKeyStore, WouldEmptyStore, make_store
 from rotator.model import (
     CREATE_KEY,
     DELETE_KEY,
@@ -74,14 +75,18 @@ def bot_may_need_action(
 
 
 def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) -> tuple[Action, ...]:
-    """Keep two live, stored, staggered keys on one bot user.
+    """Keep two live, stored, staggered keys on one bot user, make-before-break.
 
-    1. delete expired and inactive keys, and keys whose secret was never stored (past
-       the grace period: the secret is gone, the key can never be used);
-    2. if two keys remain and the newest is at least lifetime/2 old, delete the older;
-    3. create keys until two are live.
-    The newest key is thus always less than lifetime/2 old after a run, and when keys
-    start out made together (or absent), rotation staggers them.
+    Which keys go: expired and inactive keys, keys whose secret was never stored (past
+    the grace period: the secret is gone, the key can never be used), and, if two keys
+    remain and the newest is at least lifetime/2 old, the older. Then keys are created
+    until two are live. The newest key is thus always less than lifetime/2 old after a
+    run, and when keys start out made together (or absent), rotation staggers them.
+
+    In what order: store entries of keys IAM no longer has are forgotten, unstored keys
+    deleted; then, while the two-key quota allows, a new key is created (and stored)
+    *before* a stored key it replaces is deleted, one at a time. So the store's first
+    entry names a live key at every step of the run.
     """
     user = state.user
     grace = timedelta(minutes=settings.orphan_grace_minutes)
@@ -121,18 +126,32 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) 
         )
         for key_id in sorted(state.stored_key_ids - live_ids)
     ]
+    unstored = [d for d in deletions if d.key_id not in state.stored_key_ids]
+    active = {k.key_id for k in state.keys if k.active}
+    # Stored keys that cannot be used go first: the usable ones stand until replaced.
+    stored = sorted((d for d in deletions if d.key_id in state.stored_key_ids), key=lambda d: d.key_id in active)
 
-    creates = [
-        Action(
-            job=NAME,
-            kind=CREATE_KEY,
-            target=user.name,
-            reason=f"{len(kept) + i} of {KEYS_PER_BOT} live keys" if len(kept) + i else "no live key",
-            user=user.name,
-        )
-        for i in range(KEYS_PER_BOT - len(kept))
-    ]
-    return tuple(deletions + forgets + creates)
+    ordered: list[Action] = forgets + unstored
+    free = KEYS_PER_BOT - len(state.keys) + len(unstored)  # room under the quota
+    live = len(kept)
+    while live < KEYS_PER_BOT or stored:
+        if live < KEYS_PER_BOT and free > 0:
+            ordered.append(
+                Action(
+                    job=NAME,
+                    kind=CREATE_KEY,
+                    target=user.name,
+                    reason=f"{live} of {KEYS_PER_BOT} live keys" if live else "no live key",
+                    user=user.name,
+                )
+            )
+            live, free = live + 1, free - 1
+        elif stored:
+            ordered.append(stored.pop(0))
+            free += 1
+        else:
+            break
+    return tuple(ordered)
 
 
 def plan_bot_keys(states: Iterable[BotState], *, now: datetime, settings: BotKeysSettings) -> tuple[Action, ...]:
@@ -208,10 +227,20 @@ class BotKeysJob:
         )
 
     def execute(self, plan: KeyPlan, ctx: RunContext) -> list[Outcome]:
-        bot = _BotUserExecution(ctx.aws.client("iam"), self.store(ctx))
+        before = {
+            user: frozenset(k.key_id for k in keys if isinstance(k, AccessKey)) for user, keys in plan.observed_keys.items()
+        }
+        bot = _BotUserExecution(ctx.aws.client("iam"), ctx.aws.client("iam", retries=False), self.store(ctx), before=before)
         outcomes: list[Outcome] = []
         for user, actions in groupby(plan.actions, key=lambda a: a.user):
-            outcomes.extend(bot.apply(user, list(actions)))
+            actions = list(actions)
+            try:
+                bot.apply(actions, outcomes)
+            except Exception as exc:  # noqa: BLE001 - the boundary per bot user
+                done = {id(o.action) for o in outcomes}
+                error = describe_error(exc)
+                log.error("user.failed", user=user, error=error)
+                outcomes.extend(record(Outcome(a, FAILED, error)) for a in actions if id(a) not in done)
         return outcomes
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
@@ -232,54 +261,146 @@ def unhealthy_bots(result: JobResult) -> int:
 
 
 class _BotUserExecution:
-    """Applies one bot user's actions: store first, then IAM, then new keys."""
+    """Carries out one bot user's actions in their planned (make-before-break) order.
 
-    def __init__(self, iam, store: BotKeyStore) -> None:
+    A key leaves the store before it leaves IAM, and never as the store's last entry. A new
+    key is created with a single attempt: after an answer that may have been lost, the
+    user's keys are listed again, a key that appeared unstored (its secret is unknowable)
+    is deleted, and the key is created again within the quota. After an ambiguous store
+    write the store is read again: a key that landed is kept, one that did not is taken
+    back. After the first failure, the user's remaining actions are not attempted: the
+    next run re-plans from what is there.
+    """
+
+    CREATE_ATTEMPTS = 3
+    THROTTLE_RETRIES = 5
+
+    def __init__(self, iam, create_iam, store: BotKeyStore, *, before: dict[str, frozenset[str]], sleep=time.sleep) -> None:
         self._iam = iam
+        self._create_iam = create_iam  # single attempt: CreateAccessKey is not idempotent
         self._store = store
+        self._before = before
+        self._sleep = sleep
 
-    def apply(self, user: str, actions: list[Action]) -> list[Outcome]:
-        deletes = [a for a in actions if a.kind == DELETE_KEY]
-        forgets = [a for a in actions if a.kind == FORGET_KEY]
-        creates = [a for a in actions if a.kind == CREATE_KEY]
-        outcomes: list[Outcome] = []
+    def apply(self, actions: list[Action], outcomes: list[Outcome]) -> None:
+        """Append each action's outcome to ``outcomes`` as it happens."""
+        stopped = None
+        for action in actions:
+            if stopped:
+                outcomes.append(record(Outcome(action, SKIPPED, f"not attempted: {stopped}")))
+                continue
+            if action.kind == FORGET_KEY:
+                outcome = self._forget(action)
+            elif action.kind == DELETE_KEY:
+                outcome = self._delete(action)
+            else:
+                outcome = self._create_key(action)
+            outcomes.append(outcome)
+            if outcome.result == FAILED:
+                stopped = "an earlier action for this user failed"
+            elif outcome.result == SKIPPED and action.kind == DELETE_KEY:
+                stopped = "the key it replaces was kept"
 
-        # Forget keys in the store before deleting them in IAM: the service must never
-        # hand out a key that no longer exists. If IAM then fails, the key is an orphan
-        # that a later run deletes.
-        to_forget = {a.key_id for a in deletes + forgets}
-        if to_forget:
-            try:
-                self._store.remove(user, to_forget)
-            except Exception as exc:  # noqa: BLE001 - this user's actions fail, the others go on
-                error = f"store: {describe_error(exc)}"
-                outcomes += [record(Outcome(a, FAILED, error)) for a in deletes + forgets]
-                outcomes += [record(Outcome(a, SKIPPED, "not attempted: the store could not be updated")) for a in creates]
-                return outcomes
-        outcomes += [record(Outcome(a, DONE)) for a in forgets]
-        outcomes += [_keys.delete_access_key(self._iam, a) for a in deletes]
+    # --- the store first ------------------------------------------------------------
 
-        if any(o.result == FAILED for o in outcomes):
-            # The two-key quota would refuse the new key anyway.
-            outcomes += [record(Outcome(a, SKIPPED, "not attempted: a deletion for this user failed")) for a in creates]
-            return outcomes
-        outcomes += [self._create_key(a) for a in creates]
-        return outcomes
+    def _forget(self, action: Action, *, keep_one: bool = False) -> Outcome | None:
+        """Forget one key in the store; None when it is forgotten (or was never stored)."""
+        try:
+            self._store.remove(action.user, {action.key_id}, keep_one=keep_one)
+        except WouldEmptyStore as exc:
+            return record(Outcome(action, SKIPPED, f"kept: {exc}; the next run replaces it"))
+        except Exception as exc:  # noqa: BLE001 - maybe it landed: look before deciding
+            if self._still_stored(action) is False:
+                log.info("store.write_landed", user=action.user, key_id=action.key_id, after=describe_error(exc))
+            else:
+                return record(Outcome(action, FAILED, f"store: {describe_error(exc)}"))
+        return None if action.kind == DELETE_KEY else record(Outcome(action, DONE))
+
+    def _still_stored(self, action: Action) -> bool | None:
+        try:
+            return action.key_id in self._store.stored_key_ids(action.user)
+        except Exception:  # noqa: BLE001
+            return None
+
+    def _delete(self, action: Action) -> Outcome:
+        # Forget it in the store before deleting it in IAM: the service must never hand out
+        # a key that no longer exists. If IAM then fails, the key is an orphan that a later
+        # run deletes.
+        refused = self._forget(action, keep_one=True)
+        if refused is not None:
+            return refused
+        return _keys.delete_access_key(self._iam, action)
+
+    # --- new keys -------------------------------------------------------------------
 
     def _create_key(self, action: Action) -> Outcome:
-        try:
-            created = self._iam.create_access_key(UserName=action.user)["AccessKey"]
-        except Exception as exc:  # noqa: BLE001
-            if error_code(exc) == "LimitExceeded":
-                return self._after_limit_exceeded(action)
-            return record(Outcome(action, FAILED, describe_error(exc)))
+        user = action.user
+        throttled = 0
+        for attempt in range(1, self.CREATE_ATTEMPTS + 1):
+            started = datetime.now(UTC)
+            try:
+                created = self._create_iam.create_access_key(UserName=user)["AccessKey"]
+            except Exception as exc:  # noqa: BLE001
+                if error_code(exc) == "LimitExceeded":
+                    return self._after_limit_exceeded(action)
+                if is_throttling(exc) and throttled < self.THROTTLE_RETRIES:
+                    throttled += 1  # refused, so not applied: safe to ask again
+                    self._sleep(min(0.5 * 2**throttled, 8))
+                    continue
+                if not is_ambiguous(exc):
+                    return record(Outcome(action, FAILED, describe_error(exc)))
+                log.warning("key.create_ambiguous", user=user, attempt=attempt, error=describe_error(exc))
+                room = self._clear_lost_keys(user, since=started)
+                if room is None:
+                    return record(Outcome(action, FAILED, f"{describe_error(exc)}; then the keys could not be listed"))
+                if not room:
+                    return record(Outcome(action, SKIPPED, "user already has two keys (created concurrently); next run re-plans"))
+                continue
+            key = NewKey(user=user, key_id=created["AccessKeyId"], created=created["CreateDate"], secret=created["SecretAccessKey"])
+            del created
+            self._before[user] = self._before.get(user, frozenset()) | {key.key_id}
+            return self._store_new_key(action, key)
+        return record(Outcome(action, FAILED, f"CreateAccessKey: no answer after {self.CREATE_ATTEMPTS} attempts"))
 
-        key = NewKey(user=action.user, key_id=created["AccessKeyId"], created=created["CreateDate"], secret=created["SecretAccessKey"])
-        del created
+    def _clear_lost_keys(self, user: str, *, since: datetime) -> bool | None:
+        """After a create whose answer was lost: delete keys that appeared unstored since ``since``.
+
+        Returns whether there is room for a new key (None: the keys could not be listed).
+        """
+        try:
+            keys = inventory.list_access_keys(self._iam, user)
+            stored = self._store.stored_key_ids(user)
+        except Exception as exc:  # noqa: BLE001
+            log.error("key.relist_failed", user=user, error=describe_error(exc))
+            return None
+        known = self._before.get(user, frozenset()) | stored
+        remaining = len(keys)
+        for key in keys:
+            # Its secret was in the lost answer: it can never be used. (Skew: AWS's clock may lag ours.)
+            if key.key_id not in known and key.created >= since - timedelta(seconds=30):
+                try:
+                    self._iam.delete_access_key(UserName=user, AccessKeyId=key.key_id)
+                except Exception as exc:  # noqa: BLE001
+                    log.error("key.lost_delete_failed", user=user, key_id=key.key_id, error=describe_error(exc))
+                    continue
+                log.warning("key.lost_deleted", user=user, key_id=key.key_id, reason="created, but the answer with its secret was lost")
+                remaining -= 1
+        return remaining < KEYS_PER_BOT
+
+    def _store_new_key(self, action: Action, key: NewKey) -> Outcome:
         try:
             self._store.add(key)
         except Exception as exc:  # noqa: BLE001
-            return record(Outcome(action, FAILED, f"store: {describe_error(exc)}{self._roll_back(key)}"))
+            landed = self._still_stored(Action(NAME, DELETE_KEY, action.target, "", user=key.user, key_id=key.key_id))
+            if landed:
+                log.info("store.write_landed", user=key.user, key_id=key.key_id, after=describe_error(exc))
+            elif landed is None:
+                # Unknown: rolling back could leave the store naming a deleted key. Leave it:
+                # at worst it is an orphan that a later run deletes.
+                log.error("key.store_unknown", user=key.user, key_id=key.key_id, error=describe_error(exc))
+                return record(Outcome(action, FAILED, f"store: {describe_error(exc)}; the store could not be read back"))
+            else:
+                return record(Outcome(action, FAILED, f"store: {describe_error(exc)}{self._roll_back(key)}"))
         log.info("key.stored", user=key.user, key_id=key.key_id, store=self._store.name)
         return record(Outcome(action, DONE))
 

@@ -8,8 +8,23 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Protocol
 
+from rotator.aws import SafeError
 from rotator.errors import ConfigError
 from rotator.model import NewKey
+
+KEY_ID = "access_key_id"
+
+
+class StoreUnreadable(SafeError):
+    """A user's stored value fails validation: that user is left alone, never repaired by deleting keys."""
+
+
+class StoreConflict(SafeError):
+    """Other writers kept changing the value while we tried to write it."""
+
+
+class WouldEmptyStore(SafeError):
+    """A removal would leave a bot user with no stored key: refused (the service needs one)."""
 
 
 class BotKeyStore(Protocol):
@@ -20,13 +35,16 @@ class BotKeyStore(Protocol):
         """A cheap hint: how many keys the store holds per bot user name (absent: none)."""
 
     def stored_key_ids(self, user_name: str) -> frozenset[str]:
-        """The key ids the store really holds a secret for (authoritative)."""
+        """The key ids the store really holds a secret for (authoritative; StoreUnreadable if invalid)."""
+
+    def first_key_id(self, user_name: str) -> str | None:
+        """The key id a reader takes now, or None."""
 
     def add(self, key: NewKey) -> None:
-        """Store a new key so that readers take it first."""
+        """Store a new key so that readers take it first (a compare-and-swap: no writer's entry is lost)."""
 
-    def remove(self, user_name: str, key_ids: Collection[str]) -> None:
-        """Forget these keys; unknown ids are ignored."""
+    def remove(self, user_name: str, key_ids: Collection[str], *, keep_one: bool = False) -> None:
+        """Forget these keys; unknown ids are ignored. ``keep_one``: WouldEmptyStore rather than leave none."""
 
 
 def make_store(settings, aws) -> BotKeyStore:

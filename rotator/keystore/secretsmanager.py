@@ -1,25 +1,43 @@
 """Bot-key store in AWS Secrets Manager: one secret per bot user.
 
-Secret ``<prefix><iam user name>``; its value is a JSON list of that user's live keys,
-newest first (``access_key_id``, ``secret_access_key``, ``created``): a reader takes
-the first. The secret's description lists the key ids (never secrets) so that one
-paginated ListSecrets tells which bot users may need a closer look; value and
-description are written together by one UpdateSecret call.
+Secret ``<prefix><iam user name>``; its ``AWSCURRENT`` value is a JSON list of that user's
+live keys, newest first (``access_key_id``, ``secret_access_key``, ``created``): a reader
+takes the first. The secret's description lists the key ids (never secrets) so that one
+paginated ListSecrets tells which bot users may need a closer look.
+
+Every write is a compare-and-swap, so concurrent runners never lose each other's entries:
+the new value is written as a version staged ``AWSPENDING``, then ``AWSCURRENT`` is moved
+to it with ``RemoveFromVersionId=<the version read>``, which Secrets Manager refuses when
+another writer moved it first; then the store is read again and the change re-applied.
+Values are always read with ``VersionStage="AWSCURRENT"``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 from botocore.exceptions import ClientError
 
+from rotator.aws import SafeError, describe_error, error_code
+from rotator.keystore import KEY_ID, StoreConflict, StoreUnreadable, WouldEmptyStore
 from rotator.model import NewKey
 
 log = structlog.get_logger("rotator.keystore")
 
 _IDS_MARK = "key ids: "
+PENDING_STAGE = "AWSPENDING"
+CAS_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class _Current:
+    version_id: str
+    entries: list[dict]
 
 
 class SecretsManagerStore:
@@ -28,7 +46,9 @@ class SecretsManagerStore:
         "secretsmanager:ListSecrets",
         "secretsmanager:GetSecretValue",
         "secretsmanager:CreateSecret",
-        "secretsmanager:UpdateSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+        "secretsmanager:UpdateSecret",  # the description (key ids), never the value
         "secretsmanager:TagResource",  # CreateSecret with Tags needs it
     )
 
@@ -44,57 +64,143 @@ class SecretsManagerStore:
         paginator = self._sm.get_paginator("list_secrets")
         for page in paginator.paginate(Filters=[{"Key": "name", "Values": [self.prefix]}]):
             for secret in page.get("SecretList", []):
-                name = secret["Name"]
-                if not name.startswith(self.prefix) or secret.get("DeletedDate"):
+                name = secret.get("Name")
+                if not isinstance(name, str) or not name.startswith(self.prefix) or secret.get("DeletedDate"):
                     continue
-                counts[name[len(self.prefix):]] = len(_ids_from_description(secret.get("Description", "")))
+                description = secret.get("Description")
+                counts[name[len(self.prefix):]] = len(_ids_from_description(description if isinstance(description, str) else ""))
         return counts
 
     def stored_key_ids(self, user_name: str) -> frozenset[str]:
-        return frozenset(entry["access_key_id"] for entry in self._read(user_name) or [])
+        current = self._read(user_name)
+        return frozenset(e[KEY_ID] for e in current.entries) if current else frozenset()
+
+    def first_key_id(self, user_name: str) -> str | None:
+        """The key a reader takes now, or None."""
+        current = self._read(user_name)
+        return current.entries[0][KEY_ID] if current and current.entries else None
 
     def add(self, key: NewKey) -> None:
-        entries = self._read(key.user)
-        new_entry = {"access_key_id": key.key_id, "secret_access_key": key.secret, "created": key.created.isoformat()}
-        if entries is None:
-            self._sm.create_secret(
-                Name=self.secret_name(key.user),
-                SecretString=json.dumps([new_entry]),
-                Description=_description(key.user, [key.key_id]),
-                Tags=[{"Key": "managed-by", "Value": "gen3wf-rotator"}, {"Key": "gen3wf-bot-user", "Value": key.user}],
-            )
-            return
-        entries = [new_entry] + [e for e in entries if e["access_key_id"] != key.key_id]
-        self._write(key.user, entries)
+        new_entry = {KEY_ID: key.key_id, "secret_access_key": key.secret, "created": key.created.isoformat()}
+        self._update(key.user, lambda entries: [new_entry] + [e for e in entries if e[KEY_ID] != key.key_id])
 
-    def remove(self, user_name: str, key_ids: Collection[str]) -> None:
-        entries = self._read(user_name)
-        if entries is None:
-            return
-        kept = [e for e in entries if e["access_key_id"] not in set(key_ids)]
-        if len(kept) != len(entries):
-            self._write(user_name, kept)
+    def remove(self, user_name: str, key_ids: Collection[str], *, keep_one: bool = False) -> None:
+        """Forget these keys; unknown ids are ignored. ``keep_one``: refuse to leave the store empty."""
+        ids = set(key_ids)
 
-    def _read(self, user_name: str) -> list[dict] | None:
+        def without(entries: list[dict]) -> list[dict]:
+            kept = [e for e in entries if e[KEY_ID] not in ids]
+            if keep_one and entries and not kept:
+                raise WouldEmptyStore(f"{user_name}: forgetting {len(entries)} key(s) would leave the store empty")
+            return kept
+
+        self._update(user_name, without, create=False)
+
+    # --- reading and compare-and-swap writing -------------------------------------------
+
+    def _read(self, user_name: str) -> _Current | None:
         try:
-            value = self._sm.get_secret_value(SecretId=self.secret_name(user_name))["SecretString"]
+            answer = self._sm.get_secret_value(SecretId=self.secret_name(user_name), VersionStage="AWSCURRENT")
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 return None
             raise
-        entries = json.loads(value)
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and "access_key_id" in e for e in entries):
-            # Do not echo the value: it holds secrets.
-            raise ValueError(f"secret {self.secret_name(user_name)} does not hold a list of keys")
-        return entries
+        value, version = answer.get("SecretString"), answer.get("VersionId")
+        if not isinstance(value, str) or not isinstance(version, str):
+            raise StoreUnreadable(f"secret {self.secret_name(user_name)} has no string value")
+        return _Current(version_id=version, entries=parse_entries(value, where=self.secret_name(user_name)))
 
-    def _write(self, user_name: str, entries: list[dict]) -> None:
-        entries = sorted(entries, key=lambda e: e.get("created", ""), reverse=True)
-        self._sm.update_secret(
-            SecretId=self.secret_name(user_name),
-            SecretString=json.dumps(entries),
-            Description=_description(user_name, [e["access_key_id"] for e in entries]),
-        )
+    def _update(self, user_name: str, change: Callable[[list[dict]], list[dict]], *, create: bool = True) -> None:
+        """Apply ``change`` to the current entries and write the result, as a compare-and-swap."""
+        name = self.secret_name(user_name)
+        for _ in range(CAS_ATTEMPTS):
+            current = self._read(user_name)
+            if current is None:
+                if not create:
+                    return
+                entries = _newest_first(change([]))
+                try:
+                    self._sm.create_secret(
+                        Name=name,
+                        SecretString=json.dumps(entries),
+                        Description=_description(user_name, [e[KEY_ID] for e in entries]),
+                        Tags=[{"Key": "managed-by", "Value": "gen3wf-rotator"}, {"Key": "gen3wf-bot-user", "Value": user_name}],
+                    )
+                except ClientError as exc:
+                    if error_code(exc) == "ResourceExistsException":
+                        continue  # another runner created it first: read it and apply the change there
+                    raise
+                return
+            entries = _newest_first(change(current.entries))
+            if entries == current.entries:
+                return
+            version = str(uuid.uuid4())
+            self._sm.put_secret_value(
+                SecretId=name, ClientRequestToken=version, SecretString=json.dumps(entries), VersionStages=[PENDING_STAGE]
+            )
+            try:
+                self._sm.update_secret_version_stage(
+                    SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=version, RemoveFromVersionId=current.version_id
+                )
+            except ClientError as exc:
+                if error_code(exc) in ("InvalidParameterException", "InvalidRequestException"):
+                    log.info("store.write_conflict", user=user_name, hint="another writer was first; re-reading")
+                    continue
+                raise
+            self._set_description(user_name, entries)
+            return
+        raise StoreConflict(f"{name}: still changing under us after {CAS_ATTEMPTS} attempts")
+
+    def _set_description(self, user_name: str, entries: list[dict]) -> None:
+        # Only the index hint: a failure here is logged, and the next write puts it right.
+        try:
+            self._sm.update_secret(SecretId=self.secret_name(user_name), Description=_description(user_name, [e[KEY_ID] for e in entries]))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("store.description_failed", user=user_name, error=describe_error(exc))
+
+
+def parse_entries(value: str, *, where: str) -> list[dict]:
+    """The validated entries of a stored value; StoreUnreadable (naming no value) otherwise.
+
+    Each entry needs a key id, a non-empty secret and an ISO creation time, all strings; one
+    bad entry makes the whole value unreadable, so the user is left alone, never "repaired".
+    """
+    try:
+        entries = json.loads(value)
+    except (ValueError, RecursionError):
+        raise StoreUnreadable(f"{where}: the value is not JSON") from None
+    if not isinstance(entries, list):
+        raise StoreUnreadable(f"{where}: the value is not a list of keys")
+    seen = set()
+    for n, entry in enumerate(entries):
+        problem = _entry_problem(entry)
+        if problem is None and entry[KEY_ID] in seen:
+            problem = "duplicate access_key_id"
+        if problem:
+            raise StoreUnreadable(f"{where}: entry {n}: {problem}")
+        seen.add(entry[KEY_ID])
+    return entries
+
+
+def _entry_problem(entry: object) -> str | None:
+    if not isinstance(entry, dict):
+        return "not an object"
+    key_id, secret, created = entry.get(KEY_ID), entry.get("secret_access_key"), entry.get("created")
+    if not isinstance(key_id, str) or not (16 <= len(key_id) <= 128) or not key_id.isalnum():
+        return "access_key_id missing or not a key id"
+    if not isinstance(secret, str) or not secret:
+        return "secret_access_key missing or not a string"
+    if not isinstance(created, str):
+        return "created missing or not a string"
+    try:
+        datetime.fromisoformat(created)
+    except ValueError:
+        return "created is not an ISO time"
+    return None
+
+
+def _newest_first(entries: list[dict]) -> list[dict]:
+    return sorted(entries, key=lambda e: datetime.fromisoformat(e["created"]).timestamp(), reverse=True)
 
 
 def _description(user_name: str, key_ids: list[str]) -> str:
@@ -104,3 +210,6 @@ def _description(user_name: str, key_ids: list[str]) -> str:
 def _ids_from_description(description: str) -> list[str]:
     _, mark, ids = description.partition(_IDS_MARK)
     return [i for i in ids.split(",") if i] if mark else []
+
+
+__all__ = ["SafeError", "SecretsManagerStore", "parse_entries"]
