@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import structlog
 
 from rotator import __version__, logs
-from rotator.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK
+from rotator.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, ConfigError
 from rotator.jobs import JOB_NAMES
-from rotator.settings import ConfigError, Settings, load_settings, service_link_names
+from rotator.settings import Settings, load_settings, service_link_names
 
 log = structlog.get_logger("rotator.cli")
 

@@ -8,7 +8,7 @@ outcome (with a description that carries no value read from AWS), and the others
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import structlog
@@ -33,10 +33,31 @@ class Executor:
     def __init__(self, *, dry_run: bool) -> None:
         self.dry_run = dry_run
 
-    def execute(self, job: Job, plan: Plan, ctx: RunContext) -> tuple[Outcome, ...]:
+    def execute(self, job: Job, plan: Plan, ctx: RunContext, outcomes: list[Outcome]) -> None:
+        """Append each action's outcome to ``outcomes`` as it happens (so none is lost if the job fails)."""
         if self.dry_run:
-            return tuple(record(Outcome(a, DRY_RUN)) for a in plan.actions)
-        return tuple(job.execute(plan, ctx))
+            outcomes.extend(record(Outcome(a, DRY_RUN)) for a in plan.actions)
+            return
+        for outcome in job.execute(plan, ctx):
+            outcomes.append(outcome)
+
+
+def per_unit(units: Iterable[tuple[str, Sequence[Action]]], apply: Callable[[Sequence[Action]], Iterator[Outcome]]) -> Iterator[Outcome]:
+    """Apply each unit's actions (one bot user's, one secret's…) inside its own failure boundary.
+
+    Whatever ``apply`` raises fails the rest of that unit's actions, with a description that
+    carries no value read from AWS; the next unit goes on.
+    """
+    for unit, actions in units:
+        done: set[int] = set()
+        try:
+            for outcome in apply(actions):
+                done.add(id(outcome.action))
+                yield outcome
+        except Exception as exc:  # noqa: BLE001 - the boundary: this unit fails, the others go on
+            error = describe_error(exc)
+            log.error("unit.failed", unit=unit, error=error)
+            yield from (record(Outcome(a, FAILED, error)) for a in actions if id(a) not in done)
 
 
 def record(outcome: Outcome) -> Outcome:

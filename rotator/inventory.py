@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rotator.aws import describe_error
 from rotator.model import AccessKey, ManagedUser, ReportedKey, Skipped
-from rotator.names import NAME_PREFIX, OWNER_TAG, owner_tag_value, parse_user_name
+from rotator.names import NAME_PREFIX, OWNER_TAG, AmbiguousName, owner_tag_value, parse_user_name
 
 log = structlog.get_logger("rotator.inventory")
 
@@ -62,7 +62,10 @@ def classify_user(name: str, tags: dict[str, str], *, hostname: str) -> ManagedU
     tag = owner_tag_value(hostname)
     if not name.startswith(NAME_PREFIX) or tags.get(OWNER_TAG) != tag:
         return None
-    parsed = parse_user_name(name, hostname=hostname)
+    try:
+        parsed = parse_user_name(name, hostname=hostname)
+    except AmbiguousName:
+        return Skipped(name=name, reason="ambiguous: the service's rule builds this name for an end user and for a bot user")
     if parsed is None:
         return Skipped(name=name, reason=f"tagged {OWNER_TAG}={tag} but the name does not follow the gen3wf-<host>-<userid> rule")
     return ManagedUser(name=name, kind=parsed.kind)
@@ -113,17 +116,24 @@ def list_access_keys(iam, user_name: str) -> tuple[AccessKey, ...]:
     return tuple(sorted(keys, key=lambda k: (k.created, k.key_id)))
 
 
-def confirm_keys(iam, users: Iterable[ManagedUser]) -> dict[str, tuple[AccessKey, ...]]:
-    """ListAccessKeys for each user. A user deleted meanwhile simply has no keys."""
-    confirmed = {}
+def confirm_keys(iam, users: Iterable[ManagedUser]) -> tuple[dict[str, tuple[AccessKey, ...]], dict[str, str]]:
+    """ListAccessKeys for each user: (keys by user, why by user for those that could not be listed).
+
+    A user deleted meanwhile simply has no keys; a user whose keys cannot be listed is left
+    out (and so left alone), the others go on.
+    """
+    confirmed: dict[str, tuple[AccessKey, ...]] = {}
+    failed: dict[str, str] = {}
     for user in users:
         try:
             confirmed[user.name] = list_access_keys(iam, user.name)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "NoSuchEntity":
-                raise
-            confirmed[user.name] = ()
-    return confirmed
+        except Exception as exc:  # noqa: BLE001 - one user's failure is that user's alone
+            if isinstance(exc, ClientError) and exc.response["Error"]["Code"] == "NoSuchEntity":
+                confirmed[user.name] = ()
+                continue
+            failed[user.name] = describe_error(exc)
+            log.error("inventory.keys_unreadable", user=user.name, error=failed[user.name])
+    return confirmed, failed
 
 
 class AccountSnapshot:

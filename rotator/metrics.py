@@ -130,8 +130,8 @@ class Metrics:
             self.brake_trips.labels(job.job).inc()
         for outcome in job.outcomes:
             self.actions.labels(job.job, outcome.action.kind, outcome.result).inc()
-        if job.plan is None:
-            return  # nothing was observed: keep the last known state
+        if job.plan is None or job.error:
+            return  # nothing (or not all) was observed or done: keep the last known state
         self.skipped_names.labels(job.job).set(len(job.plan.skipped))
         get_job(job.job).record_metrics(self, job, now=now, settings=settings)
 

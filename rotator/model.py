@@ -122,3 +122,8 @@ class NewKey:
     key_id: str
     created: datetime
     secret: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        from rotator.logs import remember_secret
+
+        remember_secret(self.secret)

@@ -43,23 +43,41 @@ class ParsedName:
     kind: UserKind
 
 
+class AmbiguousName(ValueError):
+    """A name the service's rule builds from ids of different kinds: never guessed at."""
+
+
 def parse_user_name(name: str, *, hostname: str) -> ParsedName | None:
     """Map an IAM user name back to the Gen3 user id it was built from, or None.
 
     A name is accepted only when the service's own rule rebuilds it exactly. With a
-    hostname long enough to be cut, and user ids containing dashes, two ids can give
-    the same name; the least-cut reading is returned. Both readings are the same IAM
-    user with the same suffix, so the kind (user or bot) never depends on the choice.
+    hostname long enough to be cut, several ids can give the same name (the bot of user
+    ``1`` and an end user ``bot`` with a less-cut prefix). Readings whose id is a Gen3
+    (Fence) user id, digits, are preferred; if the readings left still disagree on the
+    kind, :class:`AmbiguousName` is raised.
     """
+    readings = user_name_readings(name, hostname=hostname)
+    if not readings:
+        return None
+    fence = [r for r in readings if r.user_id.isdigit()]
+    candidates = fence or readings
+    if len({r.kind for r in candidates}) > 1:
+        raise AmbiguousName(f"{name} reads as both an end user and a bot user")
+    return candidates[0]
+
+
+def user_name_readings(name: str, *, hostname: str) -> list[ParsedName]:
+    """Every (id, kind) the service's rule turns into exactly ``name``, least-cut first."""
     prefix = owner_tag_value(hostname)
+    readings = []
     for cut in range(len(prefix), 0, -1):
         head = prefix[:cut] + "-"
         if not name.startswith(head):
             continue
         raw_id = name[len(head):]
         if raw_id and iam_user_name(hostname, raw_id) == name:
-            return _classify(raw_id)
-    return None
+            readings.append(_classify(raw_id))
+    return readings
 
 
 def _classify(raw_id: str) -> ParsedName:

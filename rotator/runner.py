@@ -1,4 +1,4 @@
-"""The generic job runner: the only code that reads the clock.
+"""The generic job runner: it reads the clock once per run and hands every job the same ``now``.
 
 identity check -> prepare every selected job (configuration: exit 2, nothing touched) ->
 observe + plan each job -> safety brakes over all plans -> execute -> summary logs.
@@ -128,11 +128,14 @@ class Runner:
     def _plan(self, job: Job, ctx: RunContext) -> JobResult:
         started = time.monotonic()
         result = JobResult(job=job.name)
+        stage = "observe"
         try:
-            result.plan = job.plan(job.observe(ctx), now=ctx.now, settings=self.settings)
+            observed = job.observe(ctx)
+            stage = "plan"
+            result.plan = job.plan(observed, now=ctx.now, settings=self.settings)
         except Exception as exc:  # noqa: BLE001 - the boundary: this job fails, the others go on
             result.error = describe_error(exc)
-            log.error("job.inventory_failed", job=job.name, error=result.error)
+            log.error("job.inventory_failed", job=job.name, error=result.error, stage=stage)
         else:
             result.brake = check_brakes(job.name, result.plan.actions, managed=result.plan.managed, settings=self.settings.safety)
             if result.brake:
@@ -142,32 +145,32 @@ class Runner:
 
     def _execute(self, job: Job, result: JobResult, executor: Executor, ctx: RunContext) -> None:
         started = time.monotonic()
+        outcomes: list[Outcome] = []
         try:
-            result.outcomes = executor.execute(job, result.plan, ctx)
+            executor.execute(job, result.plan, ctx, outcomes)
         except Exception as exc:  # noqa: BLE001 - the boundary: this job fails, the others go on
             result.error = describe_error(exc)
             log.error("job.execute_failed", job=job.name, error=result.error)
+        finally:
+            result.outcomes = tuple(outcomes)  # what was done before a failure still counts
         result.duration_seconds += time.monotonic() - started
 
 
 def _log_summary(result: JobResult, *, dry_run: bool) -> None:
-    counts = Counter(f"{o.action.kind}:{o.result}" for o in result.outcomes)
     plan = result.plan
-    fields = dict(
+    document = plan.document() if plan else {}
+    (log.info if result.outcome == SUCCESS else log.error)(
+        "job.finished",
         job=result.job,
         outcome=result.outcome,
         dry_run=dry_run,
+        managed_users=document.get("managed_users"),
         managed=plan.managed if plan else None,
         planned=len(plan.actions) if plan else 0,
         skipped_users=len(plan.skipped) if plan else 0,
         errors=len(plan.errors) if plan else 0,
-        outcomes=dict(counts),
+        outcomes=dict(Counter(f"{o.action.kind}:{o.result}" for o in result.outcomes)),
         duration_seconds=round(result.duration_seconds, 3),
+        error=result.error,
+        brake=result.brake.limit if result.brake else None,
     )
-    if plan is not None and "managed_users" in plan.document():
-        fields["managed_users"] = plan.document()["managed_users"]
-    if result.error:
-        fields["error"] = result.error
-    if result.brake:
-        fields["brake"] = result.brake.limit
-    (log.info if result.outcome == SUCCESS else log.error)("job.finished", **fields)

@@ -65,13 +65,20 @@ def _literal_prefix(alternative: str) -> str:
         else:
             width = 1
         following = alternative[i + width : i + width + 1]
-        if following in _OPTIONAL:
+        if following in _OPTIONAL or (following == "{" and _may_repeat_zero(alternative[i + width :])):
             break
         prefix.append(char)
         if following in _REPEAT:
             break
         i += width
     return "".join(prefix)
+
+
+def _may_repeat_zero(quantifier: str) -> bool:
+    """Whether ``{m,n}`` (at the start of ``quantifier``) allows zero repetitions; a ``{`` that is
+    not a quantifier is treated as one that does (a prefix may be too short, never too long)."""
+    match = re.match(r"\{(\d*)(,\d*)?\}", quantifier)
+    return match is None or not match.group(1) or int(match.group(1)) == 0
 
 
 def list_run_secrets(sm, *, patterns: Sequence[str], exclude_prefixes: Iterable[str] = ()) -> tuple[RunSecret, ...]:
@@ -98,6 +105,8 @@ def list_run_secrets(sm, *, patterns: Sequence[str], exclude_prefixes: Iterable[
                 if name in found or not name.startswith(prefix) or name.startswith(excluded):
                     continue
                 match = next((m for m in (regex.match(name) for regex in compiled) if m), None)
+                if match is None and not prefix:
+                    continue  # listed unfiltered: without a prefix, a non-match is simply not ours
                 found[name] = RunSecret(
                     name=name,
                     arn=entry["ARN"],

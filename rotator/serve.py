@@ -19,10 +19,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from rotator.aws import Aws
+from rotator.errors import EXIT_CONFIG, AccountNotAllowed, ConfigError
 from rotator.metrics import Metrics
 from rotator.runner import Runner, utcnow
 from rotator.schedule import cron_trigger
-from rotator.settings import AccountNotAllowed, ConfigError, Settings
+from rotator.settings import Settings
 
 log = structlog.get_logger("rotator.serve")
 
@@ -161,7 +162,7 @@ class Service:
             log.error("config.invalid", error=str(exc))
             self.scheduler.shutdown(wait=False)
             self._stop_http()
-            return 2
+            return EXIT_CONFIG
         if self.stopping.is_set():
             return self.shutdown()
         self.schedule_jobs()

@@ -7,11 +7,13 @@ any AWS call; a bad one raises :class:`ConfigError` naming the variable (exit co
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -24,10 +26,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from rotator.errors import AccountNotAllowed, ConfigError
 from rotator.jobs import REGISTRY, setting_key
+from rotator.logs import remember_secret
 from rotator.names import owner_tag_value
 
 __all__ = ["AccountNotAllowed", "ConfigError", "Settings", "load_settings"]
@@ -90,13 +93,17 @@ class TesSettings(_Section):
 def _token(token: str | None, token_file: Path | None, variable: str) -> str | None:
     """The token, read from its file at each use so that a mounted, rotated token is picked up."""
     if token_file is None:
+        remember_secret(token)
         return token
     try:
-        value = token_file.read_text().strip()
+        value = token_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{variable}: cannot read {token_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable}: {token_file} is not UTF-8 text") from None
     if not value:
         raise ConfigError(f"{variable}: {token_file} is empty")
+    remember_secret(value)
     return value
 
 
@@ -189,6 +196,20 @@ class MetricsSettings(_Section):
     port: int = Field(9102, ge=1, le=65535)
     pushgateway_url: str | None = None
 
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway_url(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # ValueError when out of range or not a number
+        except ValueError:
+            raise ValueError("must be http(s)://host[:port] with a port in 1-65535") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+            raise ValueError("must be http(s)://host[:port] with a port in 1-65535")
+        return url
+
 
 class LogSettings(_Section):
     format: Literal["json", "console"] = "json"
@@ -233,7 +254,7 @@ class Settings(BaseSettings):
     def _hostname(cls, hostname: str) -> str:
         if not _HOSTNAME.match(hostname):
             raise ValueError(f"{hostname!r} is not a hostname")
-        return hostname.lower()
+        return hostname  # as written: the service builds names and tags from it without case folding
 
     @property
     def owner_tag(self) -> str:
@@ -268,11 +289,16 @@ def _known_env_names() -> set[str]:
 def _read_gen3workflow_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """Values from a Gen3Workflow config YAML, as init kwargs, and where each came from."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: {path} is not valid YAML: {exc}") from None
+        # Never PyYAML's snippet: the file holds DB_PASSWORD and ENCRYPTION_KEY.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: {path} is not valid YAML{where}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: {path} is not a YAML mapping")
     values: dict[str, Any] = {}
@@ -336,6 +362,23 @@ def load_settings() -> Settings:
         return Settings(**init)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origins, environ)) from None
+    except SettingsError:
+        raise ConfigError(_describe_unparsable(environ)) from None
+
+
+def _describe_unparsable(environ: Mapping[str, str]) -> str:
+    """pydantic-settings could not parse a value as JSON: name the variables that are not JSON."""
+    bad = []
+    for name, value in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX) or not value.lstrip().startswith(("[", "{", '"')):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            bad.append(name)
+    if not bad:
+        return "invalid configuration: a ROTATOR_* value that must be JSON could not be parsed"
+    return "invalid configuration: " + "; ".join(f"{name}: not valid JSON" for name in bad)
 
 
 def _describe(exc: ValidationError, origins: Mapping[str, str], environ: Mapping[str, str]) -> str:

@@ -46,10 +46,12 @@ class FakeStatusApi:
                     value = value.pop(0) if len(value) > 1 else value[0]
                 if isinstance(value, int):
                     return self._send(value, {"message": f"error {value}"})
+                if isinstance(value, bytes):  # a raw body, for malformed answers
+                    return self._send(200, value)
                 self._send(200, shape(value))
 
             def _send(self, code, body):
-                data = json.dumps(body).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(code)
                     self.send_header("Content-Type", "application/json")

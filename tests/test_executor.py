@@ -28,7 +28,7 @@ def execute(aws, actions, *, dry_run=False):
     outcomes = []
     for job in dict.fromkeys(a.job for a in actions):
         plan = KeyPlan(job=job, actions=tuple(a for a in actions if a.job == job), managed=0)
-        outcomes += Executor(dry_run=dry_run).execute(get_job(job), plan, ctx)
+        Executor(dry_run=dry_run).execute(get_job(job), plan, ctx, outcomes)
     return outcomes
 
 

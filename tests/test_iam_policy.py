@@ -20,8 +20,7 @@ from rotator.settings import load_settings
 
 POLICY = json.loads((Path(__file__).parent.parent / "helm/rotator/files/iam-policy.json").read_text())
 DECLARED = set(
-    aws_module.PERMISSIONS + restore.PERMISSIONS + SecretsManagerStore.permissions
-    + tuple(p for job in REGISTRY for p in job.permissions)
+    aws_module.PERMISSIONS + restore.PERMISSIONS + tuple(p for job in REGISTRY for p in job.permissions)
 )
 # AWS offers no resource-level permission for these: "*" is the only possible resource.
 RESOURCELESS = {

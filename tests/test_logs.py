@@ -2,6 +2,7 @@
 
 import io
 import json
+from datetime import UTC, datetime
 
 import structlog
 
@@ -66,3 +67,49 @@ def test_console_format_is_not_json():
     finally:
         logs.configure()
     assert "job.finished" in out.getvalue() and not out.getvalue().startswith("{")
+
+
+def test_aws_spellings_and_nested_secrets_are_redacted():
+    out = capture()
+    try:
+        structlog.get_logger("t").info(
+            "oops",
+            response={"AccessKey": {"AccessKeyId": "AKIAKEEPKEEPKEEP0001", "SecretAccessKey": "aws-spelling-secret"}},
+            entries=[{"key_secret": "db-column-secret"}, {"secretAccessKey": "camel-secret"}],
+            ENCRYPTION_KEY="fernet-key-value",
+        )
+    finally:
+        logs.configure()
+    text = out.getvalue()
+    for value in ("aws-spelling-secret", "db-column-secret", "camel-secret", "fernet-key-value"):
+        assert value not in text
+    assert "AKIAKEEPKEEPKEEP0001" in text
+
+
+def test_a_secret_the_process_has_seen_is_masked_anywhere():
+    from rotator.model import NewKey
+
+    NewKey("u-bot", "AKIAKEEPKEEPKEEP0002", datetime.now(UTC), "seen-by-this-process-1234")  # remembered on creation
+    logs.remember_secret("a-token-from-a-file-5678")
+    out = capture()
+    try:
+        structlog.get_logger("t").error("boom", error="ValueError: bad header b'Bearer a-token-from-a-file-5678\\n'",
+                                        note="value was seen-by-this-process-1234!")
+    finally:
+        logs.configure()
+    text = out.getvalue()
+    assert "seen-by-this-process-1234" not in text and "a-token-from-a-file-5678" not in text
+    assert text.count("[redacted]") == 2
+
+
+def test_library_loggers_are_pinned_at_warning_whatever_the_level():
+    import logging
+
+    logging.getLogger().setLevel(logging.DEBUG)
+    try:
+        capture(level="debug")
+        for name in ("botocore", "boto3", "urllib3"):
+            assert logging.getLogger(name).getEffectiveLevel() == logging.WARNING
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
+        logs.configure()

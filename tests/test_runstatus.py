@@ -35,7 +35,7 @@ def tes(api, timeout=2.0, **auth):
         ("SUBMITTED", RunStatus("active", "SUBMITTED")),
         ("RUNNING", RunStatus("active", "RUNNING")),
         ("UNKNOWN", RunStatus("unknown", "UNKNOWN")),
-        ("WEIRD", RunStatus("error", "unexpected status 'WEIRD'")),
+        ("WEIRD", RunStatus("error", "unexpected status WEIRD")),
         (500, RunStatus("error", "HTTP 500")),
         (403, RunStatus("error", "HTTP 403")),
     ],
@@ -124,3 +124,37 @@ def test_one_lookup_per_run_bounded_concurrency(api):
 
 def test_no_source():
     assert NoSource().lookup("anything").state == "unknown"
+
+
+DEEP = b"{\"workflow\": " + b"[" * 30_000 + b"]" * 30_000 + b"}"
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b'{"workflow": ["RUNNING"]}', "unexpected answer"),
+        (b'{"workflow": {"status": ["SUCCEEDED"]}}', "unexpected answer"),
+        (b'{"workflow": {"status": 7}}', "unexpected answer"),
+        (b'["SUCCEEDED"]', "unexpected answer"),
+        (b"not json at all", "unexpected answer"),
+        (DEEP, "unexpected answer"),  # 60 kB of nesting: no RecursionError
+        (b'{"workflow": {"status": "' + b"A" * 200_000 + b'"}}', "response larger than 64 KiB"),
+    ],
+    ids=["workflow-list", "status-list", "status-number", "top-list", "not-json", "deep", "huge"],
+)
+def test_seqera_malformed_answers_are_errors_not_crashes(api, body, detail):
+    api.seqera["abc123"] = body
+    assert seqera(api).lookup("abc123") == RunStatus("error", detail)
+
+
+@pytest.mark.parametrize("body", [b'{"state": ["COMPLETE"]}', b'{"state": {"x": 1}}', b"[]", DEEP])
+def test_tes_malformed_answers_are_errors_not_crashes(api, body):
+    api.tes["t1"] = body
+    assert tes(api).lookup("t1") == RunStatus("error", "unexpected answer")
+
+
+def test_a_status_text_is_never_echoed(api):
+    """An API that echoes the Authorization header in its status field leaks nothing."""
+    api.seqera["abc123"] = f"Bearer {api.token}"
+    status = seqera(api).lookup("abc123")
+    assert status.state == "error" and api.token not in status.detail and "Bearer" not in status.detail

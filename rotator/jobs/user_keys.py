@@ -6,11 +6,10 @@ Exactly what the service calls expired, no earlier: ``Inactive`` (unless
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from rotator import inventory
 from rotator.jobs import _keys
 from rotator.jobs._keys import KeyObservation, KeyPlan
 from rotator.jobs.base import RunContext
@@ -60,8 +59,8 @@ class UserKeysJob:
             candidates = users
         else:
             candidates = tuple(u for u in users if user_may_need_action(report.get(u.name, ()), now=ctx.now, settings=settings))
-        confirmed = inventory.confirm_keys(account.iam, candidates)
-        return KeyObservation(users, candidates, report, confirmed, account.skipped, account.source)
+        confirmed, candidates, errors = _keys.confirm(account, candidates)
+        return KeyObservation(users, candidates, report, confirmed, account.skipped, account.source, errors)
 
     def plan(self, observed: KeyObservation, *, now: datetime, settings: Settings) -> KeyPlan:
         actions = plan_user_keys(
@@ -73,14 +72,16 @@ class UserKeysJob:
             actions=actions,
             managed=sum(len(k) for k in keys.values()),
             skipped=observed.skipped,
+            errors=observed.errors,
             inventory_source=observed.source,
             managed_users=len(observed.users),
             observed_keys=keys,
         )
 
-    def execute(self, plan: KeyPlan, ctx: RunContext) -> list[Outcome]:
+    def execute(self, plan: KeyPlan, ctx: RunContext) -> Iterator[Outcome]:
         iam = ctx.aws.client("iam")
-        return [_keys.delete_access_key(iam, action) for action in plan.actions]
+        for action in plan.actions:
+            yield _keys.delete_access_key(iam, action)
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
         _keys.record_key_metrics(metrics, result, kind="user", lifetime=settings.user_keys.lifetime_days, now=now)

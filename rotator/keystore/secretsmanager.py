@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from rotator.aws import SafeError, describe_error, error_code
 from rotator.keystore import KEY_ID, StoreConflict, StoreUnreadable, WouldEmptyStore
+from rotator.logs import remember_secret
 from rotator.model import NewKey
 
 log = structlog.get_logger("rotator.keystore")
@@ -179,6 +180,7 @@ def parse_entries(value: str, *, where: str) -> list[dict]:
         if problem:
             raise StoreUnreadable(f"{where}: entry {n}: {problem}")
         seen.add(entry[KEY_ID])
+        remember_secret(entry["secret_access_key"])
     return entries
 
 

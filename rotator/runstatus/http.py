@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import urllib3
@@ -10,6 +11,9 @@ from urllib3.exceptions import HTTPError, MaxRetryError, TimeoutError
 
 from rotator import __version__
 from rotator.runstatus import RunStatus
+
+MAX_BODY_BYTES = 64 * 1024  # a status answer is a few hundred bytes
+_STATUS_WORD = re.compile(r"[A-Z_]{1,32}")
 
 
 class JsonClient:
@@ -41,16 +45,27 @@ class JsonClient:
     def get(self, url: str, fields: dict[str, str] | None = None) -> tuple[int, Any] | RunStatus:
         """(HTTP status, parsed JSON or None), or an ``error`` RunStatus when no answer came."""
         try:
-            response = self._pool.request("GET", url, fields=fields, headers=self._headers)
+            response = self._pool.request("GET", url, fields=fields, headers=self._headers, preload_content=False)
+            try:
+                data = response.read(MAX_BODY_BYTES + 1)
+            finally:
+                response.release_conn()
         except HTTPError as exc:
             cause = exc.reason if isinstance(exc, MaxRetryError) and exc.reason else exc
             if isinstance(cause, TimeoutError):
                 return RunStatus("error", "timeout")
             return RunStatus("error", type(cause).__name__)
+        if len(data) > MAX_BODY_BYTES:
+            return RunStatus("error", f"response larger than {MAX_BODY_BYTES // 1024} KiB")
         body = None
-        if response.data:
+        if data:
             try:
-                body = json.loads(response.data)
-            except ValueError:
+                body = json.loads(data)
+            except (ValueError, RecursionError):  # not JSON, or nested deeper than anything a status needs
                 body = None
         return response.status, body
+
+
+def status_word(value: object) -> str | None:
+    """A status as the APIs spell them (``RUNNING``), or None: never echo anything else."""
+    return value if isinstance(value, str) and _STATUS_WORD.fullmatch(value) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from rotator.runstatus import RunStatus
-from rotator.runstatus.http import JsonClient
+from rotator.runstatus.http import JsonClient, status_word
 
 FINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 ACTIVE = frozenset({"SUBMITTED", "RUNNING"})
@@ -27,11 +27,12 @@ class SeqeraSource:
         body = self._http.get_json(f"{self._url}/workflow/{quote(run_id, safe='')}", fields)
         if isinstance(body, RunStatus):
             return body
-        status = ((body or {}).get("workflow") or {}).get("status") if isinstance(body, dict) else None
+        workflow = body.get("workflow") if isinstance(body, dict) else None
+        status = status_word(workflow.get("status")) if isinstance(workflow, dict) else None
         if status in FINAL:
             return RunStatus("finished", status)
         if status in ACTIVE:
             return RunStatus("active", status)
         if status == "UNKNOWN":
             return RunStatus("unknown", status)  # Seqera's UNKNOWN is not final
-        return RunStatus("error", f"unexpected status {str(status)[:40]!r}")
+        return RunStatus("error", f"unexpected status {status}" if status else "unexpected answer")

@@ -7,7 +7,7 @@ from urllib.parse import quote
 import urllib3
 
 from rotator.runstatus import RunStatus
-from rotator.runstatus.http import JsonClient
+from rotator.runstatus.http import JsonClient, status_word
 
 FINAL = frozenset({"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"})
 ACTIVE = frozenset({"QUEUED", "INITIALIZING", "RUNNING", "PAUSED", "CANCELING", "PREEMPTED"})
@@ -40,7 +40,7 @@ class TesSource:
         body = self._http.get_json(f"{self._url}/tasks/{quote(run_id, safe='')}", {"view": "MINIMAL"})
         if isinstance(body, RunStatus):
             return body
-        state = body.get("state") if isinstance(body, dict) else None
+        state = status_word(body.get("state")) if isinstance(body, dict) else None
         if state in FINAL:
             return RunStatus("finished", state)
         if state in ACTIVE:
@@ -48,4 +48,4 @@ class TesSource:
             return RunStatus("active", state)
         if state == "UNKNOWN":
             return RunStatus("unknown", state)
-        return RunStatus("error", f"unexpected state {str(state)[:40]!r}")
+        return RunStatus("error", f"unexpected state {state}" if state else "unexpected answer")
