@@ -77,6 +77,9 @@ class Metrics:
             ["service", "operation"], registry=r,
         )
         self.brake_trips = Counter("rotator_safety_brake_trips_total", "Plans refused by a safety brake.", ["job"], registry=r)
+        self.dry_run = Gauge(
+            "rotator_dry_run", "1 while rotator runs in dry-run mode (it plans and changes nothing), else 0.", registry=r
+        )
         self.build_info = Gauge("rotator_build_info", "Always 1; the version is a label.", ["version"], registry=r)
         self.build_info.labels(version=__version__).set(1)
 
@@ -115,6 +118,7 @@ class Metrics:
     # --- a run's results ------------------------------------------------------------
 
     def record_run(self, result: RunResult, *, settings: Settings) -> None:
+        self.dry_run.set(1 if result.dry_run else 0)
         for job in result.jobs:
             self.record_job(job, now=result.now, settings=settings)
 

@@ -43,6 +43,7 @@ class Service:
         self.aws = aws or Aws()
         self.metrics = metrics or Metrics()
         self.metrics.instrument(self.aws)
+        self.metrics.dry_run.set(1 if settings.dry_run else 0)
         self.runner = Runner(settings, aws=self.aws, clock=clock)
         self.ready = threading.Event()
         self.stopping = threading.Event()
