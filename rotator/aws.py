@@ -79,7 +79,8 @@ class Aws:
 def is_ambiguous(exc: BaseException) -> bool:
     """Whether AWS may have applied the request although it failed (no answer, or a 5xx)."""
     if isinstance(exc, ClientError):
-        return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or error_code(exc) in SERVER_ERROR_CODES
     return isinstance(exc, BotoCoreError) and not isinstance(exc, NoCredentialsError | EndpointConnectionError)
 
 
@@ -87,6 +88,9 @@ def is_throttling(exc: BaseException) -> bool:
     return error_code(exc) in THROTTLE_CODES
 
 
+SERVER_ERROR_CODES = frozenset(
+    {"ServiceFailure", "InternalFailure", "InternalServiceError", "InternalServiceErrorException", "ServiceUnavailable"}
+)
 THROTTLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
      "RequestThrottled", "RequestThrottledException", "SlowDown"}

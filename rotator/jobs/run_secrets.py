@@ -274,7 +274,7 @@ def _delete_secret(sm, action: Action, when: str, recovery_window_days: int) -> 
             sm.delete_secret(SecretId=action.target, ForceDeleteWithoutRecovery=True)
     except ClientError as exc:
         # A retry after an answer that was lost: the first attempt did it.
-        if not (error_code(exc) == "InvalidRequestException" and "marked for deletion" in str(exc)):
+        if not (error_code(exc) == "InvalidRequestException" and "marked" in str(exc) and "delet" in str(exc)):
             raise
 
 
