@@ -77,6 +77,8 @@ class Metrics:
             ["service", "operation"], registry=r,
         )
         self.brake_trips = Counter("rotator_safety_brake_trips_total", "Plans refused by a safety brake.", ["job"], registry=r)
+        self.iam_users = Gauge("rotator_iam_users", "IAM users in the account (all of them, ours or not).", registry=r)
+        self.iam_users_quota = Gauge("rotator_iam_users_quota", "The account's IAM user quota (GetAccountSummary UsersQuota).", registry=r)
         self.dry_run = Gauge(
             "rotator_dry_run", "1 while rotator runs in dry-run mode (it plans and changes nothing), else 0.", registry=r
         )
@@ -119,6 +121,9 @@ class Metrics:
 
     def record_run(self, result: RunResult, *, settings: Settings) -> None:
         self.dry_run.set(1 if result.dry_run else 0)
+        if result.user_quota is not None:
+            self.iam_users.set(result.user_quota.users)
+            self.iam_users_quota.set(result.user_quota.quota)
         for job in result.jobs:
             self.record_job(job, now=result.now, settings=settings)
 

@@ -51,6 +51,7 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
                 "summary": dict(Counter(a["outcome"] for a in actions)),
             }
         )
+    quota = result.user_quota
     return {
         "command": command,
         "version": __version__,
@@ -58,6 +59,9 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
         "account_id": result.account_id,
         "dry_run": result.dry_run,
         "exit_code": result.exit_code,
+        "iam_users": {"users": quota.users, "quota": quota.quota, "room_for_workflow_users": quota.room_for_workflow_users}
+        if quota
+        else None,
         "jobs": jobs,
     }
 
@@ -96,4 +100,6 @@ def render_text(result: RunResult, *, command: str) -> str:
             lines.append(f"  error: {job['error']}")
         if job["brake"]:
             lines.append(f"  REFUSED: {job['brake']['message']}")
+    if result.user_quota is not None:
+        lines.append(result.user_quota.summary())
     return "\n".join(lines)

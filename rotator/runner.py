@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import structlog
 
 from rotator.aws import Aws, describe_error
+from rotator.capacity import UserQuota, read_user_quota
 from rotator.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, ConfigError
 from rotator.executor import Executor
 from rotator.jobs import get_job
@@ -69,6 +70,8 @@ class RunResult:
     dry_run: bool
     account_id: str | None
     jobs: list[JobResult]
+    user_quota: UserQuota | None = None
+    """The account's IAM users against their quota (None: not read, or could not be)."""
 
     @property
     def exit_code(self) -> int:
@@ -111,6 +114,7 @@ class Runner:
         for job in jobs:
             job.prepare(ctx)  # ConfigError: exit 2 before anything was read or changed
         log.info("run.started", jobs=[j.name for j in jobs], dry_run=dry_run, now=ctx.now.isoformat())
+        user_quota = read_user_quota(self.aws, warn_fraction=self.settings.capacity.warn_fraction)
 
         results = [self._plan(job, ctx) for job in jobs]
         if any(r.brake for r in results):
@@ -123,7 +127,7 @@ class Runner:
 
         for result in results:
             _log_summary(result, dry_run=dry_run)
-        return RunResult(now=ctx.now, dry_run=dry_run, account_id=account_id, jobs=results)
+        return RunResult(now=ctx.now, dry_run=dry_run, account_id=account_id, jobs=results, user_quota=user_quota)
 
     def _plan(self, job: Job, ctx: RunContext) -> JobResult:
         started = time.monotonic()

@@ -211,6 +211,10 @@ class MetricsSettings(_Section):
         return url
 
 
+class CapacitySettings(_Section):
+    warn_fraction: float = Field(0.8, gt=0, le=1)
+
+
 class LogSettings(_Section):
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -235,6 +239,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     safety: SafetySettings = SafetySettings()
     metrics: MetricsSettings = MetricsSettings()
+    capacity: CapacitySettings = CapacitySettings()
     log: LogSettings = LogSettings()
 
     @classmethod

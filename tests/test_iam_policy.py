@@ -10,7 +10,7 @@ from freezegun import freeze_time
 from fake_status_api import FakeStatusApi
 from helpers import HOST, T0, TAG, days, make_key, make_user
 from rotator import aws as aws_module
-from rotator import restore
+from rotator import capacity, restore
 from rotator.jobs import REGISTRY
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.model import NewKey
@@ -20,12 +20,12 @@ from rotator.settings import load_settings
 
 POLICY = json.loads((Path(__file__).parent.parent / "helm/rotator/files/iam-policy.json").read_text())
 DECLARED = set(
-    aws_module.PERMISSIONS + restore.PERMISSIONS + tuple(p for job in REGISTRY for p in job.permissions)
+    aws_module.PERMISSIONS + capacity.PERMISSIONS + restore.PERMISSIONS + tuple(p for job in REGISTRY for p in job.permissions)
 )
 # AWS offers no resource-level permission for these: "*" is the only possible resource.
 RESOURCELESS = {
     "sts:GetCallerIdentity", "iam:GetAccountAuthorizationDetails", "iam:GenerateCredentialReport",
-    "iam:GetCredentialReport", "secretsmanager:ListSecrets",
+    "iam:GetCredentialReport", "iam:GetAccountSummary", "secretsmanager:ListSecrets",
 }
 PREFIX = {"iam": "iam", "sts": "sts", "secretsmanager": "secretsmanager"}
 
