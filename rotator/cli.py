@@ -93,7 +93,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     """``plan`` and ``run``."""
     from rotator.aws import Aws
-    from rotator.metrics import Metrics, push
+    from rotator.metrics import Metrics
     from rotator.report import render_json, render_text
     from rotator.runner import Runner
 
@@ -107,8 +107,27 @@ def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     print(render(result, command=args.command))
     if args.command == "run" and settings.metrics.pushgateway_url:
         metrics.record_run(result, settings=settings)
-        push(metrics, url=settings.metrics.pushgateway_url, hostname=settings.hostname, jobs=jobs)
+        push_metrics(metrics, settings, jobs)
     return result.exit_code
+
+
+def push_metrics(metrics, settings: Settings, jobs: Sequence[str]) -> None:
+    """Push to the Pushgateway; a failure (even reading its password file) never changes the exit code."""
+    from rotator.metrics import push, safe_url
+
+    try:
+        password = settings.metrics.pushgateway_password()
+    except ConfigError as exc:
+        log.error("metrics.push_failed", url=safe_url(settings.metrics.pushgateway_url), error=str(exc))
+        return
+    push(
+        metrics,
+        url=settings.metrics.pushgateway_url,
+        hostname=settings.hostname,
+        jobs=jobs,
+        username=settings.metrics.pushgateway_username,
+        password=password,
+    )
 
 
 def restore_command(args: argparse.Namespace, runner) -> int:

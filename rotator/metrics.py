@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, push_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import Metric
 
 from rotator import __version__
 from rotator.aws import THROTTLE_CODES, Aws
 from rotator.jobs import get_job
+from rotator.logs import remember_secret
 from rotator.runner import ERROR, JOB_OUTCOMES, SUCCESS, JobResult, RunResult
 from rotator.settings import Settings
 
@@ -172,23 +176,67 @@ class _Slice:
                 yield kept
 
 
-def push(metrics: Metrics, *, url: str, hostname: str, jobs: Sequence[str], timeout: float = 10) -> bool:
+def push(
+    metrics: Metrics,
+    *,
+    url: str,
+    hostname: str,
+    jobs: Sequence[str],
+    timeout: float = 10,
+    username: str | None = None,
+    password: str | None = None,
+) -> bool:
     """Push a run's metrics, grouped by job and hostname. Logs and returns False on failure.
 
     The Pushgateway's grouping label ``job`` would overwrite our own ``job`` label, so each
     rotator job gets its own group holding its series, and series without a job label
     (AWS calls, build info, bot health) go to the group ``job="rotator"``: every series
-    lands exactly once.
+    lands exactly once. Basic auth comes from ``username``/``password`` or from the URL's
+    userinfo; the URL is logged without it.
     """
+    target, url_user, url_password = split_userinfo(url)
+    username, password = username or url_user, password if username else url_password
+    remember_secret(password)
+    handler = default_handler
+    if username is not None:
+
+        def handler(url, method, timeout, headers, data):  # noqa: F811 - prometheus_client's handler signature
+            return basic_auth_handler(url, method, timeout, headers, data, username, password or "")
+
     groups = {job: _Slice(metrics.registry, lambda labels, job=job: labels.get("job") == job) for job in jobs}
     groups[SHARED_GROUP] = _Slice(metrics.registry, lambda labels: "job" not in labels)
     ok = True
     for group, collector in groups.items():
         try:
-            push_to_gateway(url, job=group, grouping_key={"hostname": hostname}, registry=collector, timeout=timeout)
+            push_to_gateway(target, job=group, grouping_key={"hostname": hostname}, registry=collector, timeout=timeout, handler=handler)
         except Exception as exc:  # noqa: BLE001 - a failed push never changes the run's outcome
-            log.error("metrics.push_failed", url=url, group=group, error=f"{type(exc).__name__}: {exc}")
+            log.error("metrics.push_failed", url=safe_url(target), group=group, error=_push_error(exc))
             ok = False
     if ok:
-        log.info("metrics.pushed", url=url, groups=sorted(groups))
+        log.info("metrics.pushed", url=safe_url(target), groups=sorted(groups))
     return ok
+
+
+def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
+    """(the URL without ``user:password@``, user, password)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def safe_url(url: str) -> str:
+    return split_userinfo(url)[0]
+
+
+def _push_error(exc: Exception) -> str:
+    # urllib's errors can quote the request URL; ours never carries userinfo, but keep it short and typed.
+    if isinstance(exc, HTTPError):
+        return f"HTTP {exc.code}"
+    if isinstance(exc, URLError):
+        return f"URLError: {type(exc.reason).__name__}"
+    return f"{type(exc).__name__}"

@@ -99,6 +99,8 @@ class Action:
     key_id: str | None = None
     run_id: str | None = None
     replica_regions: tuple[str, ...] = ()
+    arn: str | None = None
+    """The secret's ARN as listed: a secret deleted and re-created under the same name is another ARN."""
 
     @property
     def is_deletion(self) -> bool:

@@ -105,14 +105,15 @@ class Runner:
     def run(self, jobs: Sequence[str], *, dry_run: bool) -> RunResult:
         # Every event of this run carries these fields, so one run's audit trail can be pulled out of the logs.
         with structlog.contextvars.bound_contextvars(run_id=uuid.uuid4().hex[:12], hostname=self.settings.hostname):
+            selected = [get_job(name) for name in jobs]
+            ctx = RunContext(settings=self.settings, aws=self.aws, now=self.clock(), clock=self.clock)
+            for job in selected:
+                job.prepare(ctx)  # ConfigError (a token file, a region): exit 2 before any AWS call
             account_id = self.check_identity()
             with structlog.contextvars.bound_contextvars(account=account_id):
-                return self._run([get_job(name) for name in jobs], dry_run=dry_run, account_id=account_id)
+                return self._run(selected, ctx, dry_run=dry_run, account_id=account_id)
 
-    def _run(self, jobs: Sequence[Job], *, dry_run: bool, account_id: str) -> RunResult:
-        ctx = RunContext(settings=self.settings, aws=self.aws, now=self.clock(), clock=self.clock)
-        for job in jobs:
-            job.prepare(ctx)  # ConfigError: exit 2 before anything was read or changed
+    def _run(self, jobs: Sequence[Job], ctx: RunContext, *, dry_run: bool, account_id: str) -> RunResult:
         log.info("run.started", jobs=[j.name for j in jobs], dry_run=dry_run, now=ctx.now.isoformat())
         user_quota = read_user_quota(self.aws, warn_fraction=self.settings.capacity.warn_fraction)
 

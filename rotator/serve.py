@@ -8,6 +8,7 @@ scheduling and give a running job ``shutdown_grace_seconds`` to finish.
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,11 @@ from rotator.settings import Settings
 log = structlog.get_logger("rotator.serve")
 
 IDENTITY_RETRY_MAX_SECONDS = 60
+CONNECTION_TIMEOUT_SECONDS = 10
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 class Service:
@@ -114,10 +120,14 @@ class Service:
 
     # --- HTTP -------------------------------------------------------------------------
 
-    def start_http(self, port: int | None = None, host: str = "0.0.0.0") -> int:
+    def start_http(self, port: int | None = None, host: str | None = None) -> int:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
+            def version_string(self) -> str:  # no Python version in the Server header
+                return "rotator"
+            timeout = CONNECTION_TIMEOUT_SECONDS  # an idle or slow client cannot hold a thread
+
             def do_GET(self) -> None:  # noqa: N802
                 path = self.path.split("?")[0]
                 if path == "/metrics":
@@ -141,7 +151,9 @@ class Service:
             def log_message(self, *args) -> None:  # scrapes are not events
                 pass
 
-        self._http = ThreadingHTTPServer((host, self.settings.metrics.port if port is None else port), Handler)
+        host = self.settings.metrics.bind_address if host is None else host
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._http = server_class((host, self.settings.metrics.port if port is None else port), Handler)
         self._http.daemon_threads = True
         threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True).start()
         bound = self._http.server_address[1]

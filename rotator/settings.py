@@ -17,9 +17,11 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     StringConstraints,
     ValidationError,
     create_model,
@@ -67,44 +69,70 @@ class BotKeysSettings(_Section):
 _URL = r"^https?://[^\s/$.?#][^\s]*$"
 
 
+_CREDENTIAL = re.compile(r"[!-~]+")  # printable ASCII, no whitespace: what an HTTP header can carry intact
+_CREDENTIAL_RULE = "must be printable ASCII without whitespace (the value is not shown)"
+
+
+def _credential(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not _CREDENTIAL.fullmatch(value.get_secret_value()):
+        raise ValueError(_CREDENTIAL_RULE)
+    return value
+
+
+Credential = Annotated[SecretStr, AfterValidator(_credential)]
+"""A token or password: never in ``repr``, ``model_dump`` or an error message."""
+
+
 class SeqeraSettings(_Section):
     url: str | None = Field(None, pattern=_URL)
-    token: str | None = Field(None, repr=False)
+    token: Credential | None = None
     token_file: Path | None = None
     workspace_id: str | None = Field(None, pattern=r"^\d+$")
 
     def token_value(self) -> str | None:
         """The token itself (from the setting, or read from its file now)."""
-        return _token(self.token, self.token_file, "ROTATOR_RUN_SECRETS__SEQERA__TOKEN_FILE")
+        return _secret(self.token, self.token_file, "ROTATOR_RUN_SECRETS__SEQERA__TOKEN_FILE")
 
 
 class TesSettings(_Section):
     url: str | None = Field(None, pattern=_URL)
-    token: str | None = Field(None, repr=False)
+    token: Credential | None = None
     token_file: Path | None = None
-    username: str | None = None
-    password: str | None = Field(None, repr=False)
+    username: str | None = Field(None, pattern=r"^[!-9;-~]+$")  # no ":" in a Basic-auth user name
+    password: Credential | None = None
+    password_file: Path | None = None
 
     def token_value(self) -> str | None:
         """The token itself (from the setting, or read from its file now)."""
-        return _token(self.token, self.token_file, "ROTATOR_RUN_SECRETS__TES__TOKEN_FILE")
+        return _secret(self.token, self.token_file, "ROTATOR_RUN_SECRETS__TES__TOKEN_FILE")
+
+    def password_value(self) -> str | None:
+        return _secret(self.password, self.password_file, "ROTATOR_RUN_SECRETS__TES__PASSWORD_FILE")
 
 
-def _token(token: str | None, token_file: Path | None, variable: str) -> str | None:
-    """The token, read from its file at each use so that a mounted, rotated token is picked up."""
-    if token_file is None:
-        remember_secret(token)
-        return token
+def read_secret_file(path: Path, variable: str) -> str:
+    """A token or password from a mounted file, read at each use so that a rotated mount is picked up."""
     try:
-        value = token_file.read_text(encoding="utf-8").strip()
+        value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"{variable}: cannot read {token_file}: {exc.strerror}") from None
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{variable}: {token_file} is not UTF-8 text") from None
+        raise ConfigError(f"{variable}: {path} is not UTF-8 text") from None
     if not value:
-        raise ConfigError(f"{variable}: {token_file} is empty")
+        raise ConfigError(f"{variable}: {path} is empty")
+    if not _CREDENTIAL.fullmatch(value):
+        raise ConfigError(f"{variable}: the content of {path} {_CREDENTIAL_RULE}")
     remember_secret(value)
     return value
+
+
+def _secret(value: SecretStr | None, path: Path | None, variable: str) -> str | None:
+    if path is not None:
+        return read_secret_file(path, variable)
+    if value is None:
+        return None
+    remember_secret(value.get_secret_value())
+    return value.get_secret_value()
 
 
 class RunSecretsSettings(_Section):
@@ -147,6 +175,10 @@ class RunSecretsSettings(_Section):
                 raise ValueError(f"set ROTATOR_RUN_SECRETS__{var}__TOKEN or __TOKEN_FILE, not both")
             if section.token_file is not None and not section.token_file.is_file():
                 raise ValueError(f"ROTATOR_RUN_SECRETS__{var}__TOKEN_FILE: {section.token_file} is not a file")
+        if self.tes.password and self.tes.password_file:
+            raise ValueError("set ROTATOR_RUN_SECRETS__TES__PASSWORD or __PASSWORD_FILE, not both")
+        if self.tes.password_file is not None and not self.tes.password_file.is_file():
+            raise ValueError(f"ROTATOR_RUN_SECRETS__TES__PASSWORD_FILE: {self.tes.password_file} is not a file")
         return self
 
     @field_validator("recovery_window_days")
@@ -194,7 +226,23 @@ class SafetySettings(_Section):
 
 class MetricsSettings(_Section):
     port: int = Field(9102, ge=1, le=65535)
+    bind_address: str = Field("0.0.0.0", pattern=r"^[0-9A-Fa-f.:]+$|^[A-Za-z0-9.-]+$")
     pushgateway_url: str | None = None
+    pushgateway_username: str | None = Field(None, pattern=r"^[!-9;-~]+$")
+    pushgateway_password_file: Path | None = None
+
+    def pushgateway_password(self) -> str | None:
+        if self.pushgateway_password_file is None:
+            return None
+        return read_secret_file(self.pushgateway_password_file, "ROTATOR_METRICS__PUSHGATEWAY_PASSWORD_FILE")
+
+    @model_validator(mode="after")
+    def _pushgateway_auth(self) -> "MetricsSettings":
+        if bool(self.pushgateway_username) != bool(self.pushgateway_password_file):
+            raise ValueError("set both ROTATOR_METRICS__PUSHGATEWAY_USERNAME and __PASSWORD_FILE, or neither")
+        if self.pushgateway_password_file is not None and not self.pushgateway_password_file.is_file():
+            raise ValueError(f"ROTATOR_METRICS__PUSHGATEWAY_PASSWORD_FILE: {self.pushgateway_password_file} is not a file")
+        return self
 
     @field_validator("pushgateway_url")
     @classmethod

@@ -133,6 +133,7 @@ def plan_run_secrets(
                     reason=reason,
                     run_id=secret.run_id,
                     replica_regions=secret.replica_regions or (),
+                    arn=secret.arn,
                 )
             )
     return tuple(actions), states
@@ -260,18 +261,20 @@ class RunSecretsJob:
 
 
 def _delete_secret(sm, action: Action, when: str, recovery_window_days: int) -> None:
+    # By ARN: a secret deleted and re-created under the same name since the listing is not this one.
+    secret_id = action.arn or action.target
     sm.tag_resource(
-        SecretId=action.target,
+        SecretId=secret_id,
         Tags=[{"Key": DELETED_FOR_RUN_TAG, "Value": action.run_id}, {"Key": DELETED_AT_TAG, "Value": when}],
     )
     if action.replica_regions:
         # DeleteSecret refuses a secret that still has replicas.
-        sm.remove_regions_from_replication(SecretId=action.target, RemoveReplicaRegions=list(action.replica_regions))
+        sm.remove_regions_from_replication(SecretId=secret_id, RemoveReplicaRegions=list(action.replica_regions))
     try:
         if recovery_window_days:
-            sm.delete_secret(SecretId=action.target, RecoveryWindowInDays=recovery_window_days)
+            sm.delete_secret(SecretId=secret_id, RecoveryWindowInDays=recovery_window_days)
         else:
-            sm.delete_secret(SecretId=action.target, ForceDeleteWithoutRecovery=True)
+            sm.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
     except ClientError as exc:
         # A retry after an answer that was lost: the first attempt did it.
         if not (error_code(exc) == "InvalidRequestException" and "marked" in str(exc) and "delet" in str(exc)):

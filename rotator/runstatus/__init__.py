@@ -44,15 +44,13 @@ def make_source(settings: RunSecretsSettings) -> RunStatusSource:
             timeout_seconds=settings.timeout_seconds,
         )
     if settings.status_source == "tes":
-        from rotator.logs import remember_secret
         from rotator.runstatus.tes import TesSource
 
-        remember_secret(settings.tes.password)
         return TesSource(
             url=settings.tes.url,
             token=settings.tes.token_value(),
             username=settings.tes.username,
-            password=settings.tes.password,
+            password=settings.tes.password_value(),
             timeout_seconds=settings.timeout_seconds,
         )
     from rotator.runstatus.none import NoSource
