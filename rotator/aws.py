@@ -49,6 +49,14 @@ class Aws:
             for client in self._clients.values():
                 client.meta.events.register_first(event, handler, unique_id=unique_id)
 
+    def off(self, unique_id: str) -> None:
+        """Unregister a handler registered with :meth:`on` from every client."""
+        with self._lock:
+            for event, _handler, uid in [h for h in self._hooks if h[2] == unique_id]:
+                for client in self._clients.values():
+                    client.meta.events.unregister(event, unique_id=uid)
+            self._hooks = [h for h in self._hooks if h[2] != unique_id]
+
     def client(self, service: str, *, retries: bool = True) -> Any:
         """The shared client of ``service``; ``retries=False``: one attempt per call, for calls
         that are not idempotent (CreateAccessKey), whose caller decides what to do after a failure."""
@@ -67,6 +75,22 @@ class Aws:
                 client.meta.events.register_first(event, handler, unique_id=unique_id)
             self._clients[key] = client
         return self._clients[key]
+
+    def client_with_key(self, service: str, *, access_key_id: str, secret_access_key: str) -> Any:
+        """A single-attempt client signing with the given key (to prove a new key works), hooks included."""
+        region = self.session.region_name or "us-east-1"
+        client = self.session.client(
+            service,
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=None,
+            config=CLIENT_CONFIG.merge(SINGLE_ATTEMPT),
+        )
+        with self._lock:
+            for event, handler, unique_id in self._hooks:
+                client.meta.events.register_first(event, handler, unique_id=unique_id)
+        return client
 
     @property
     def region(self) -> str | None:

@@ -14,7 +14,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, push_to_gateway
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, push_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import Metric
 
@@ -83,6 +83,18 @@ class Metrics:
         self.brake_trips = Counter("rotator_safety_brake_trips_total", "Plans refused by a safety brake.", ["job"], registry=r)
         self.iam_users = Gauge("rotator_iam_users", "IAM users in the account (all of them, ours or not).", registry=r)
         self.iam_users_quota = Gauge("rotator_iam_users_quota", "The account's IAM user quota (GetAccountSummary UsersQuota).", registry=r)
+        self.key_verification_seconds = Histogram(
+            "rotator_key_verification_seconds",
+            "Time until a new bot key answered sts:GetCallerIdentity as its user (or verification gave up).",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.key_verification_failures = Counter(
+            "rotator_key_verification_failures_total",
+            "New bot keys deleted because they never verified, by reason (refused, wrong-identity, error).",
+            ["reason"],
+            registry=r,
+        )
         self.dry_run = Gauge(
             "rotator_dry_run", "1 while rotator runs in dry-run mode (it plans and changes nothing), else 0.", registry=r
         )

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rotator.names import UserKind
+
+if TYPE_CHECKING:
+    from rotator.verify import Verification
 
 # Action kinds
 DELETE_KEY = "delete-key"
@@ -114,6 +118,8 @@ class Outcome:
     action: Action
     result: str
     error: str | None = None
+    verification: Verification | None = None
+    """For a created bot key: how proving it worked went."""
 
 
 @dataclass(frozen=True)

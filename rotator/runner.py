@@ -109,7 +109,7 @@ class Runner:
             ctx = RunContext(settings=self.settings, aws=self.aws, now=self.clock(), clock=self.clock)
             for job in selected:
                 job.prepare(ctx)  # ConfigError (a token file, a region): exit 2 before any AWS call
-            account_id = self.check_identity()
+            account_id = ctx.account_id = self.check_identity()
             with structlog.contextvars.bound_contextvars(account=account_id):
                 return self._run(selected, ctx, dry_run=dry_run, account_id=account_id)
 

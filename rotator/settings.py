@@ -64,6 +64,8 @@ class BotKeysSettings(_Section):
     store: Literal["secretsmanager"] = "secretsmanager"
     secret_prefix: str | None = Field(None, min_length=1, max_length=400, pattern=r"^[A-Za-z0-9/_+=.@-]+$")
     orphan_grace_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+    verify_timeout_seconds: float = Field(120, ge=0, le=3600)
+    """A new key must answer sts:GetCallerIdentity within this before readers can take it (0: no check)."""
 
 
 _URL = r"^https?://[^\s/$.?#][^\s]*$"

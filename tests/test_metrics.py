@@ -74,7 +74,7 @@ def test_values_after_a_successful_run(aws, settings, metrics, account):
     assert value(metrics, "rotator_job_last_success_timestamp_seconds", job="bot-keys") == result.now.timestamp()
     assert value(metrics, "rotator_build_info", version=__import__("rotator").__version__) == 1
     assert value(metrics, "rotator_aws_api_calls_total", service="iam", operation="DeleteAccessKey", outcome="success") == 1
-    assert value(metrics, "rotator_aws_api_calls_total", service="sts", operation="GetCallerIdentity", outcome="success") == 1
+    assert value(metrics, "rotator_aws_api_calls_total", service="sts", operation="GetCallerIdentity", outcome="success") == 2  # the identity, and the new bot key proving itself
 
 
 @freeze_time(NOW)

@@ -82,7 +82,9 @@ def test_bot_reasons_read_well():
         [BotState(BOT, (key("A", d(16)), key("B", d(16))), frozenset({"A", "B"}))], now=NOW, settings=S
     )
     assert actions[0].reason == "rotation: newest key 16d >= 15d (lifetime 30d / 2)"
-    assert actions[1].reason == "1 of 2 live keys"
+    assert actions[1].reason == "1 of 2 live keys, verified before use"
+    unverified = BotKeysSettings(verify_timeout_seconds=0)
+    assert plan_bot_keys([BotState(BOT, (), frozenset())], now=NOW, settings=unverified)[0].reason == "no live key"
     orphan = plan_bot_keys([BotState(BOT, (key("A", d(0, 3)),), frozenset())], now=NOW, settings=S)
     assert orphan[0].reason == "orphan: secret not stored, 3h old >= 60m grace"
 

@@ -63,6 +63,8 @@ class RunContext:
     aws: Aws
     now: datetime
     clock: Callable[[], datetime]
+    account_id: str | None = None
+    """Set once the AWS identity was checked."""
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def shared(self, key: str, factory: Callable[[], T]) -> T:

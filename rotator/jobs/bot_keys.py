@@ -10,7 +10,7 @@ secret cannot be stored is taken back.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -41,6 +41,7 @@ from rotator.model import (
     ReportedKey,
 )
 from rotator.planner import delete_key, expiry_reason, fmt_age, key_target
+from rotator.verify import Verification, verify_key
 
 if TYPE_CHECKING:
     from rotator.metrics import Metrics
@@ -51,6 +52,7 @@ log = structlog.get_logger("rotator.jobs.bot_keys")
 
 NAME = "bot-keys"
 KEYS_PER_BOT = 2  # AWS allows two keys per IAM user; the service wants two live bot keys
+VERIFY_NOTE = ", verified before use"  # sts:GetCallerIdentity with the new key, before readers can take it
 
 
 # --- planning (pure) ------------------------------------------------------------------
@@ -142,7 +144,8 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) 
                     job=NAME,
                     kind=CREATE_KEY,
                     target=user.name,
-                    reason=f"{live} of {KEYS_PER_BOT} live keys" if live else "no live key",
+                    reason=(f"{live} of {KEYS_PER_BOT} live keys" if live else "no live key")
+                    + (VERIFY_NOTE if settings.verify_timeout_seconds else ""),
                     user=user.name,
                 )
             )
@@ -230,13 +233,25 @@ class BotKeysJob:
         before = {
             user: frozenset(k.key_id for k in keys if isinstance(k, AccessKey)) for user, keys in plan.observed_keys.items()
         }
-        bot = _BotUserExecution(ctx.aws.client("iam"), ctx.aws.client("iam", retries=False), self.store(ctx), before=before)
+        timeout = ctx.settings.bot_keys.verify_timeout_seconds
+
+        def verify(key: NewKey) -> Verification:
+            return verify_key(ctx.aws, key, account_id=ctx.account_id, timeout_seconds=timeout)
+
+        bot = _BotUserExecution(
+            ctx.aws.client("iam"), ctx.aws.client("iam", retries=False), self.store(ctx), before=before, verify=verify
+        )
         users = ((user, list(actions)) for user, actions in groupby(plan.actions, key=lambda a: a.user))
         yield from per_unit(users, bot.apply)
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
         _keys.record_key_metrics(metrics, result, kind="bot", lifetime=settings.bot_keys.lifetime_days, now=now)
         metrics.bot_users_unhealthy.set(unhealthy_bots(result))
+        for outcome in result.outcomes:
+            if outcome.verification is not None and outcome.verification.attempts:
+                metrics.key_verification_seconds.observe(outcome.verification.seconds)
+                if not outcome.verification.ok:
+                    metrics.key_verification_failures.labels(outcome.verification.reason).inc()
 
     def describe(self, plan: KeyPlan) -> str:
         return _keys.describe(plan)
@@ -266,11 +281,15 @@ class _BotUserExecution:
     CREATE_ATTEMPTS = 3
     THROTTLE_RETRIES = 5
 
-    def __init__(self, iam, create_iam, store: BotKeyStore, *, before: dict[str, frozenset[str]], sleep=time.sleep) -> None:
+    def __init__(
+        self, iam, create_iam, store: BotKeyStore, *, before: dict[str, frozenset[str]], verify: Callable[[NewKey], Verification],
+        sleep=time.sleep,
+    ) -> None:
         self._iam = iam
         self._create_iam = create_iam  # single attempt: CreateAccessKey is not idempotent
         self._store = store
         self._before = before
+        self._verify = verify
         self._sleep = sleep
 
     def apply(self, actions: Sequence[Action]) -> Iterator[Outcome]:
@@ -352,7 +371,7 @@ class _BotUserExecution:
             if key is None:
                 return record(Outcome(action, FAILED, "CreateAccessKey: the answer lacked the key's id, secret or date"))
             self._before[user] = self._before.get(user, frozenset()) | {key.key_id}
-            return self._store_new_key(action, key)
+            return self._verify_and_store(action, key)
         return record(Outcome(action, FAILED, f"CreateAccessKey: no answer after {self.CREATE_ATTEMPTS} attempts"))
 
     def _new_key(self, user: str, created: object) -> NewKey | None:
@@ -389,6 +408,29 @@ class _BotUserExecution:
                 log.warning("key.lost_deleted", user=user, key_id=key.key_id, reason="created, but the answer with its secret was lost")
                 remaining -= 1
         return remaining < KEYS_PER_BOT
+
+    def _verify_and_store(self, action: Action, key: NewKey) -> Outcome:
+        """Keep the secret where readers do not take it yet, prove the key works, then make it first."""
+        try:
+            self._store.add_pending(key)
+        except Exception as exc:  # noqa: BLE001
+            return record(Outcome(action, FAILED, f"store: {describe_error(exc)}{self._roll_back(key)}"))
+        verification = self._verify(key)
+        if not verification.ok:
+            log.error(
+                "key.unverified",
+                user=key.user,
+                key_id=key.key_id,
+                reason=verification.reason,
+                attempts=verification.attempts,
+                seconds=round(verification.seconds, 3),
+                hint="the key never answered sts:GetCallerIdentity as its user; it is deleted, the old key stays first",
+            )
+            error = f"unverified: {verification.reason} after {verification.attempts} attempts{self._roll_back(key)}"
+            return record(Outcome(action, FAILED, error, verification=verification))
+        log.info("key.verified", user=key.user, key_id=key.key_id, seconds=round(verification.seconds, 3))
+        outcome = self._store_new_key(action, key)
+        return Outcome(outcome.action, outcome.result, outcome.error, verification=verification)
 
     def _store_new_key(self, action: Action, key: NewKey) -> Outcome:
         try:

@@ -40,6 +40,10 @@ class BotKeyStore(Protocol):
     def first_key_id(self, user_name: str) -> str | None:
         """The key id a reader takes now, or None."""
 
+    def add_pending(self, key: NewKey) -> None:
+        """Keep a new key's secret durably where readers do not take it yet (or do nothing, if the
+        store has no such state: then ``add`` must only be called once the key is verified)."""
+
     def add(self, key: NewKey) -> None:
         """Store a new key so that readers take it first (a compare-and-swap: no writer's entry is lost)."""
 

@@ -85,6 +85,19 @@ class SecretsManagerStore:
         new_entry = {KEY_ID: key.key_id, "secret_access_key": key.secret, "created": key.created.isoformat()}
         self._update(key.user, lambda entries: [new_entry] + [e for e in entries if e[KEY_ID] != key.key_id])
 
+    def add_pending(self, key: NewKey) -> None:
+        """Keep a new key's secret where readers do not take it yet: a version staged ``AWSPENDING``
+        (value: the new key first, then the current entries). ``add`` later makes it current."""
+        current = self._read(key.user)
+        if current is None:
+            return  # no secret yet: nothing reads this user's keys, and ``add`` creates it
+        entry = {KEY_ID: key.key_id, "secret_access_key": key.secret, "created": key.created.isoformat()}
+        entries = _newest_first([entry] + [e for e in current.entries if e[KEY_ID] != key.key_id])
+        self._sm.put_secret_value(
+            SecretId=self.secret_name(key.user), ClientRequestToken=str(uuid.uuid4()), SecretString=json.dumps(entries),
+            VersionStages=[PENDING_STAGE],
+        )
+
     def remove(self, user_name: str, key_ids: Collection[str], *, keep_one: bool = False) -> None:
         """Forget these keys; unknown ids are ignored. ``keep_one``: refuse to leave the store empty."""
         ids = set(key_ids)
