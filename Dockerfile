@@ -1,4 +1,5 @@
-# Build: make image   (builds the wheels on the host first: dist/wheels, pinned by constraints.txt)
+# Build: make image   (the production image gen3wf-rotator:<chart appVersion>; the wheels are built on
+# the host first: dist/wheels, pinned by constraints.txt). Push: make push REGISTRY=<registry>.
 # Offline machines: BASE_IMAGE=rotator-base:bookworm from scripts/build-base-image.sh.
 ARG BASE_IMAGE=python:3.11-slim
 

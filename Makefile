@@ -4,11 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-IMAGE ?= gen3wf-rotator:dev
+# Image name: the chart's and the sidecar's default (gen3wf-rotator:<appVersion>); with
+# REGISTRY=<registry> (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com) it is prefixed.
+VERSION := $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' helm/rotator/Chart.yaml)
+REGISTRY ?=
+IMAGE ?= $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/)gen3wf-rotator:$(VERSION)
 BASE_IMAGE ?= python:3.11-slim
 EXTRAS ?=
 
-.PHONY: demo test bench lint clean venv wheels image
+.PHONY: demo test bench lint clean venv wheels image push
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,18 +25,28 @@ demo: $(STAMP)
 	$(BIN)/rotator demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check rotator tests bench
+	$(BIN)/ruff check rotator tests bench scripts
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The image installs these with --no-index: nothing is fetched during `docker build`.
+# The image installs these with --no-index: nothing is fetched during `docker build`. The
+# demo extra's wheels are built too, so one set serves the production and the demo image.
 wheels: $(STAMP)
 	rm -rf dist/wheels
 	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check -c constraints.txt -w dist/wheels '.[demo]'
 
+# Production image (no extra) unless EXTRAS=demo.
 image: wheels
 	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg EXTRAS=$(EXTRAS) -t $(IMAGE) .
+
+# make push REGISTRY=<registry>: build and push <registry>/gen3wf-rotator:<version>, the image
+# to set as the chart's image.repository (tag: the chart's appVersion) and in the sidecar.
+push:
+	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY=<registry>, e.g. REGISTRY=123456789012.dkr.ecr.us-east-1.amazonaws.com"; exit 2; }
+	@test -z "$(EXTRAS)" || { echo "make push pushes the production image: leave EXTRAS empty"; exit 2; }
+	$(MAKE) image IMAGE=$(IMAGE)
+	docker push $(IMAGE)
 
 # Performance and memory targets (not part of `make test`).
 bench: $(STAMP)

@@ -1,7 +1,14 @@
+{{/*
+Name of the chart, or nameOverride; truncated to 63 characters (the DNS label limit).
+*/}}
 {{- define "rotator.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+Fully qualified name of the release's objects: fullnameOverride, or "<release>-<name>"
+(just the release name when it already contains the chart name); at most 63 characters.
+*/}}
 {{- define "rotator.fullname" -}}
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
@@ -15,15 +22,32 @@
 {{- end }}
 {{- end }}
 
+{{/*
+Namespace of every object: namespaceOverride, or the release namespace (as in the
+prometheus-community charts, for umbrella charts that install into another namespace).
+*/}}
+{{- define "rotator.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
 {{- define "rotator.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+Selector labels: the Deployment's selector and the Service's; never change them after install.
+*/}}
 {{- define "rotator.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "rotator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Labels of every object: the selector labels plus chart, version, manager and component.
+*/}}
 {{- define "rotator.labels" -}}
 helm.sh/chart: {{ include "rotator.chart" . }}
 {{ include "rotator.selectorLabels" . }}
@@ -32,6 +56,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: {{ .Values.mode }}
 {{- end }}
 
+{{/*
+Labels of the pods: the selector labels plus podLabels.
+*/}}
+{{- define "rotator.podLabels" -}}
+{{ include "rotator.selectorLabels" . }}
+{{- with .Values.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the service account: serviceAccount.name, or the full name when the chart creates
+it, or "default" when it does not.
+*/}}
 {{- define "rotator.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "rotator.fullname" .) .Values.serviceAccount.name }}
@@ -40,11 +78,18 @@ app.kubernetes.io/component: {{ .Values.mode }}
 {{- end }}
 {{- end }}
 
+{{/*
+Container image: image.repository and image.tag, which defaults to the chart's appVersion
+(the tag `make image` gives the image it builds).
+*/}}
 {{- define "rotator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Settings from values to ROTATOR_* variables; tokens only from existing Secrets. */}}
+{{/*
+The container's environment: values mapped to ROTATOR_* settings and AWS_REGION, then
+extraEnv. Tokens only ever come from existing Secrets (secretKeyRef), never from values.
+*/}}
 {{- define "rotator.env" -}}
 {{- $v := .Values -}}
 {{- if $v.hostname }}
@@ -125,6 +170,10 @@ app.kubernetes.io/component: {{ .Values.mode }}
 {{- end }}
 {{- end }}
 
+{{/*
+The pod's volumes: an emptyDir for /tmp (the root filesystem is read-only), gen3-workflow's
+config Secret when gen3workflowConfig.secretName is set, then extraVolumes.
+*/}}
 {{- define "rotator.volumes" -}}
 - name: tmp
   emptyDir: {sizeLimit: 64Mi}
@@ -134,18 +183,46 @@ app.kubernetes.io/component: {{ .Values.mode }}
     secretName: {{ .Values.gen3workflowConfig.secretName | quote }}
     items: [{key: {{ .Values.gen3workflowConfig.key | quote }}, path: {{ .Values.gen3workflowConfig.key | quote }}}]
 {{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
+{{/*
+The container's mounts, matching rotator.volumes, then extraVolumeMounts.
+*/}}
 {{- define "rotator.volumeMounts" -}}
 - {name: tmp, mountPath: /tmp}
 {{- if .Values.gen3workflowConfig.secretName }}
 - {name: gen3workflow-config, mountPath: /etc/gen3-workflow, readOnly: true}
 {{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
+{{/*
+Pod metadata: labels and podAnnotations.
+*/}}
+{{- define "rotator.podMetadata" -}}
+labels: {{ include "rotator.podLabels" . | nindent 2 }}
+{{- with .Values.podAnnotations }}
+annotations: {{ toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod spec shared by the CronJob's and the Deployment's pods (without containers).
+enableServiceLinks is always false: Kubernetes would otherwise give the pod ROTATOR_*
+variables for any Service named rotator... in the namespace, including this chart's own.
+*/}}
 {{- define "rotator.podSpec" -}}
 serviceAccountName: {{ include "rotator.serviceAccountName" . }}
 automountServiceAccountToken: false  # rotator never talks to the Kubernetes API; IRSA mounts its own token
+enableServiceLinks: false
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets: {{ toYaml . | nindent 2 }}
 {{- end }}
@@ -162,6 +239,9 @@ affinity: {{ toYaml . | nindent 2 }}
 volumes: {{ include "rotator.volumes" . | nindent 2 }}
 {{- end }}
 
+{{/*
+The rotator container (without args, ports and probes, which depend on the mode).
+*/}}
 {{- define "rotator.container" -}}
 name: rotator
 image: {{ include "rotator.image" . | quote }}
