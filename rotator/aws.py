@@ -57,16 +57,19 @@ class Aws:
                     client.meta.events.unregister(event, unique_id=uid)
             self._hooks = [h for h in self._hooks if h[2] != unique_id]
 
-    def client(self, service: str, *, retries: bool = True) -> Any:
-        """The shared client of ``service``; ``retries=False``: one attempt per call, for calls
-        that are not idempotent (CreateAccessKey), whose caller decides what to do after a failure."""
+    def client(self, service: str, *, retries: bool = True, region: str | None = None) -> Any:
+        """The shared client of ``service`` (in ``region``, default the session's); ``retries=False``:
+        one attempt per call, for calls that are not idempotent (CreateAccessKey), whose caller
+        decides what to do after a failure."""
         with self._lock:
-            return self._client(service, retries=retries)
+            return self._client(service, retries=retries, region=region)
 
-    def _client(self, service: str, *, retries: bool) -> Any:
+    def _client(self, service: str, *, retries: bool, region: str | None = None) -> Any:
         key = service if retries else f"{service}/single-attempt"
+        if region and region != self.session.region_name:
+            key += f"@{region}"
         if key not in self._clients:
-            region = self.session.region_name
+            region = region or self.session.region_name
             if service in GLOBAL_SERVICES and region is None:
                 region = "us-east-1"  # global services; botocore still wants a region to sign with
             config = CLIENT_CONFIG if retries else CLIENT_CONFIG.merge(SINGLE_ATTEMPT)

@@ -135,10 +135,14 @@ def restore_command(args: argparse.Namespace, runner) -> int:
 
     from rotator.restore import restore_secrets
 
+    regions = runner.settings.run_secrets.regions or ([runner.aws.region] if runner.aws.region else [])
+    if not regions:
+        raise ConfigError("restore-secrets needs a region: set AWS_REGION (or ROTATOR_RUN_SECRETS__REGIONS)")
     account_id = runner.check_identity()
-    if runner.aws.region is None:
-        raise ConfigError("restore-secrets works in one Secrets Manager region: set AWS_REGION (or AWS_DEFAULT_REGION)")
-    results = restore_secrets(runner.aws.client("secretsmanager"), run_ids=None if args.all else set(args.run))
+    results = []
+    for region in regions:
+        sm = runner.aws.client("secretsmanager", region=region)
+        results += restore_secrets(sm, run_ids=None if args.all else set(args.run))
     if args.output == "json":
         print(json.dumps({"command": "restore-secrets", "account_id": account_id, "secrets": [r.__dict__ for r in results]}, indent=2))
     elif not results:

@@ -91,6 +91,8 @@ class RunSecret:
     """Set (to another region) when this secret is a replica."""
     replica_regions: tuple[str, ...] | None = None
     """Regions it is replicated to; None until described."""
+    region: str | None = None
+    """The region it was listed in."""
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,9 @@ def _may_repeat_zero(quantifier: str) -> bool:
     return match is None or not match.group(1) or int(match.group(1)) == 0
 
 
-def list_run_secrets(sm, *, patterns: Sequence[str], exclude_prefixes: Iterable[str] = ()) -> tuple[RunSecret, ...]:
+def list_run_secrets(
+    sm, *, patterns: Sequence[str], exclude_prefixes: Iterable[str] = (), region: str | None = None
+) -> tuple[RunSecret, ...]:
     """Secrets whose name has a pattern's literal prefix, parsed for their run id.
 
     A name with the prefix that the pattern does not match gets ``run_id=None`` (skipped
@@ -114,6 +116,7 @@ def list_run_secrets(sm, *, patterns: Sequence[str], exclude_prefixes: Iterable[
                     run_id=match.group("run_id") if match else None,
                     pending_deletion="DeletedDate" in entry,
                     primary_region=entry.get("PrimaryRegion"),
+                    region=region,
                 )
     return tuple(sorted(found.values(), key=lambda s: s.name))
 

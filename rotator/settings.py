@@ -90,10 +90,16 @@ class SeqeraSettings(_Section):
     token: Credential | None = None
     token_file: Path | None = None
     workspace_id: str | None = Field(None, pattern=r"^\d+$")
+    """Shorthand for a one-element ``workspace_ids``."""
+    workspace_ids: list[Annotated[str, StringConstraints(pattern=r"^\d+$")]] = Field(default_factory=list, max_length=50)
 
     def token_value(self) -> str | None:
         """The token itself (from the setting, or read from its file now)."""
         return _secret(self.token, self.token_file, "ROTATOR_RUN_SECRETS__SEQERA__TOKEN_FILE")
+
+    def all_workspace_ids(self) -> list[str]:
+        """The workspaces a run is looked up in, in turn."""
+        return list(dict.fromkeys(([self.workspace_id] if self.workspace_id else []) + self.workspace_ids))
 
 
 class TesSettings(_Section):
@@ -147,6 +153,10 @@ class RunSecretsSettings(_Section):
     max_age_days: int = Field(30, ge=1)
     recovery_window_days: int = 7
     remove_replicas: bool = False
+    regions: list[Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")]] | None = Field(None, min_length=1)
+    """Regions to clean (default: the AWS region)."""
+    error_grace_minutes: int = Field(360, ge=0, le=30 * 24 * 60)
+    """TES error states count as final only this long after the task's end time."""
 
     @field_validator("patterns")
     @classmethod
@@ -170,6 +180,11 @@ class RunSecretsSettings(_Section):
         if self.status_source == "tes":
             if not self.tes.url:
                 raise ValueError("status_source tes needs ROTATOR_RUN_SECRETS__TES__URL")
+            if DEFAULT_RUN_SECRET_PATTERN in self.patterns:
+                raise ValueError(
+                    "status_source tes with the Seqera pattern tower-<workflowId>/…: a Seqera workflow id is never a TES"
+                    " task id; set ROTATOR_RUN_SECRETS__PATTERNS to patterns whose run_id group is the TES task id"
+                )
             if (self.tes.token or self.tes.token_file) and self.tes.username:
                 raise ValueError("TES auth: set a token (Bearer) or a username/password (Basic), not both")
         for section, var in ((self.seqera, "SEQERA"), (self.tes, "TES")):

@@ -32,9 +32,14 @@ class FakeStatusApi:
                     return self._send(401, {"message": "Unauthorized"})
                 parts = parsed.path.strip("/").split("/")
                 if parts[:2] == ["api", "workflow"] and len(parts) == 3:
-                    return self._answer(api.seqera, parts[2], lambda s: {"workflow": {"id": parts[2], "status": s}})
+                    table = api.seqera
+                    value = table.get(parts[2])
+                    if isinstance(value, dict):  # per workspace: {"<workspaceId>": answer}
+                        workspace = (parse_qs(parsed.query).get("workspaceId") or [""])[0]
+                        table = {parts[2]: value.get(workspace, 403)}
+                    return self._answer(table, parts[2], lambda s: {"workflow": {"id": parts[2], "status": s}})
                 if parts[:4] == ["ga4gh", "tes", "v1", "tasks"] and len(parts) == 5:
-                    return self._answer(api.tes, parts[4], lambda s: {"id": parts[4], "state": s})
+                    return self._answer(api.tes, parts[4], lambda s: _tes_task(parts[4], s))
                 self._send(404, {"message": "no such route"})
 
             def _answer(self, table, run_id, shape):
@@ -46,6 +51,8 @@ class FakeStatusApi:
                     value = value.pop(0) if len(value) > 1 else value[0]
                 if isinstance(value, int):
                     return self._send(value, {"message": f"error {value}"})
+                if isinstance(value, tuple):  # (state, end_time): a TES task with a log
+                    return self._send(200, shape(value))
                 if isinstance(value, bytes):  # a raw body, for malformed answers
                     return self._send(200, value)
                 self._send(200, shape(value))
@@ -89,3 +96,10 @@ class FakeStatusApi:
     @property
     def tes_url(self) -> str:
         return self.url + "/ga4gh/tes/v1"
+
+
+def _tes_task(task_id, value):
+    if isinstance(value, tuple):
+        state, end_time = value
+        return {"id": task_id, "state": state, "logs": [{"start_time": "2026-11-20T09:00:00Z", "end_time": end_time}]}
+    return {"id": task_id, "state": value}

@@ -257,33 +257,35 @@ def _old_secret(clients, name):
 def test_run_secrets_with_each_source(endpoint, iam, clients, status_api, source, rotator):
     status_api.seqera.update(fin="SUCCEEDED", act="RUNNING")
     status_api.tes.update(fin="COMPLETE", act="RUNNING")
+    prefix = "tes" if source == "tes" else "tower"  # TES task ids are not Seqera workflow ids: its own pattern
     for run_id in ("fin", "act"):
-        _old_secret(clients, f"tower-{run_id}/TOKEN")
+        _old_secret(clients, f"{prefix}-{run_id}/TOKEN")
     _old_secret(clients, "unrelated/secret")
     env = {"ROTATOR_RUN_SECRETS__STATUS_SOURCE": source}
     if source == "seqera":
         env.update(ROTATOR_RUN_SECRETS__SEQERA__URL=status_api.seqera_url, ROTATOR_RUN_SECRETS__SEQERA__TOKEN=status_api.token)
     if source == "tes":
         env.update(ROTATOR_RUN_SECRETS__TES__URL=status_api.tes_url, ROTATOR_RUN_SECRETS__TES__TOKEN=status_api.token)
+        env.update(ROTATOR_RUN_SECRETS__PATTERNS=json.dumps([r"^tes-(?P<run_id>[\w-]+)/\w+$"]))
 
     plan = rotator("plan", "--job", "run-secrets", "--output", "json", endpoint=endpoint, **env)
     assert plan.returncode == 0, plan.stderr
     targets = [a["target"] for a in json.loads(plan.stdout)["jobs"][0]["actions"]]
-    assert targets == ([] if source == "none" else ["tower-fin/TOKEN"])  # "none" waits for the max age
+    assert targets == ([] if source == "none" else [f"{prefix}-fin/TOKEN"])  # "none" waits for the max age
 
     applied = rotator("run", "--job", "run-secrets", "--apply", endpoint=endpoint, **env)
     assert applied.returncode == 0, applied.stderr
     listed = {s["Name"]: s for s in clients["secretsmanager"].list_secrets(IncludePlannedDeletion=True)["SecretList"]}
-    assert ("DeletedDate" in listed["tower-fin/TOKEN"]) is (source != "none")
-    assert "DeletedDate" not in listed["tower-act/TOKEN"] and "DeletedDate" not in listed["unrelated/secret"]
+    assert ("DeletedDate" in listed[f"{prefix}-fin/TOKEN"]) is (source != "none")
+    assert "DeletedDate" not in listed[f"{prefix}-act/TOKEN"] and "DeletedDate" not in listed["unrelated/secret"]
     output = plan.stdout + plan.stderr + applied.stdout + applied.stderr
     assert status_api.token not in output and "pipeline-secret-" not in output
 
     if source != "none":
         restored = rotator("restore-secrets", "--run", "fin", endpoint=endpoint)
         assert restored.returncode == 0, restored.stderr
-        assert "restored  tower-fin/TOKEN" in restored.stdout
-        assert "DeletedDate" not in clients["secretsmanager"].describe_secret(SecretId="tower-fin/TOKEN")
+        assert f"restored  {prefix}-fin/TOKEN" in restored.stdout
+        assert "DeletedDate" not in clients["secretsmanager"].describe_secret(SecretId=f"{prefix}-fin/TOKEN")
     assert "nothing to restore" in rotator("restore-secrets", "--all", endpoint=endpoint).stdout
 
 

@@ -11,7 +11,9 @@ from rotator.settings import RunSecretsSettings
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 SEQERA = RunSecretsSettings(status_source="seqera", seqera={"url": "https://seqera.example.org/api", "token": "t"})
-TES = RunSecretsSettings(status_source="tes", tes={"url": "https://tes.example.org/ga4gh/tes/v1"})
+TES = RunSecretsSettings(
+    status_source="tes", tes={"url": "https://tes.example.org/ga4gh/tes/v1"}, patterns=[r"^tes-(?P<run_id>[\w-]+)/\w+$"]
+)
 NONE = RunSecretsSettings()
 
 
@@ -50,6 +52,12 @@ H, D = timedelta(hours=1), timedelta(days=1)
         (NONE, 2 * H, RunStatus("unknown", "no status source"), "unknown", False),
         (NONE, 31 * D, RunStatus("unknown", "no status source"), "expired", True),
         (SEQERA, 2 * H, None, "error", False),  # no answer at all
+        (SEQERA, 29 * D, RunStatus("not-visible", "not visible: 403 in workspace 7"), "not-visible", False),
+        (SEQERA, 31 * D, RunStatus("not-visible", "not visible: 403 in workspace 7"), "expired", True),
+        (TES, 2 * H, RunStatus("finished", "EXECUTOR_ERROR", ended=NOW - 7 * H, may_retry=True), "finished", True),
+        (TES, 2 * H, RunStatus("finished", "EXECUTOR_ERROR", ended=NOW - 5 * H, may_retry=True), "active", False),  # may be retried
+        (TES, 2 * H, RunStatus("finished", "SYSTEM_ERROR", ended=None, may_retry=True), "unknown", False),
+        (TES, 31 * D, RunStatus("finished", "SYSTEM_ERROR", ended=None, may_retry=True), "expired", True),
     ],
 )
 def test_verdicts(settings, age, status, state, deleted):
@@ -81,7 +89,7 @@ def test_plan_reasons_and_counts():
     }
     actions, states = plan_run_secrets(secrets, statuses, now=NOW, settings=SEQERA, region="us-east-1")
     assert [(a.target, a.reason) for a in actions] == [
-        ("tower-run1/TOKEN", "run run1 SUCCEEDED (seqera)"),
-        ("tower-run3/TOKEN", "run run3 not known finished (HTTP 404), secret 40d > 30d"),
+        ("tower-run1/TOKEN", "run run1 SUCCEEDED (seqera) in us-east-1"),
+        ("tower-run3/TOKEN", "run run3 not known finished (HTTP 404; seqera), secret 40d > 30d in us-east-1"),
     ]
     assert states == {"finished": 1, "active": 1, "expired": 1, "malformed": 1}

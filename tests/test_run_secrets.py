@@ -19,6 +19,10 @@ NOW = T0 + days(40)
 DECOYS = ("prod/db-password", "towerfoo/BAR", "Tower-abc/TOKEN")
 
 
+# TES task ids are not Seqera workflow ids: TES needs its own pattern.
+TES_PATTERN = r"^tes-(?P<run_id>[A-Za-z0-9-]{1,64})/[A-Za-z_][A-Za-z0-9_]*$"
+
+
 @pytest.fixture
 def api():
     fake = FakeStatusApi().start()
@@ -37,6 +41,7 @@ def configure(monkeypatch, api):
         if source == "tes":
             monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__URL", api.tes_url)
             monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__TOKEN", api.token)
+            monkeypatch.setenv("ROTATOR_RUN_SECRETS__PATTERNS", json.dumps([TES_PATTERN]))
         for name, value in extra.items():
             monkeypatch.setenv(f"ROTATOR_RUN_SECRETS__{name.upper()}", value)
         return load_settings()
@@ -78,11 +83,11 @@ def test_seqera_end_to_end(aws, api, configure, secrets):
     result = run(aws, configure())
     job = result.jobs[0]
     assert {a.target: a.reason for a in job.plan.actions} == {
-        "tower-done1/AWS_KEY": "run done1 SUCCEEDED (seqera)",
-        "tower-done1/TOKEN": "run done1 SUCCEEDED (seqera)",
-        "tower-gone1/TOKEN": "run gone1 not known finished (HTTP 404), secret 40d > 30d",
+        "tower-done1/AWS_KEY": "run done1 SUCCEEDED (seqera) in us-east-1",
+        "tower-done1/TOKEN": "run done1 SUCCEEDED (seqera) in us-east-1",
+        "tower-gone1/TOKEN": "run gone1 not known finished (not visible: 404; seqera), secret 40d > 30d in us-east-1",
     }
-    assert job.plan.states == {"finished": 2, "active": 1, "expired": 1, "unknown": 1, "error": 1,
+    assert job.plan.states == {"finished": 2, "active": 1, "expired": 1, "not-visible": 1, "error": 1,
                                "too-young": 1, "malformed": 1, "pending-deletion": 1}
     assert [s.name for s in job.plan.skipped] == ["tower-bad-name/X"]
     assert result.exit_code == 1  # the err1 lookup failed: counted, loud
@@ -117,13 +122,24 @@ def test_seqera_end_to_end(aws, api, configure, secrets):
 
 
 def test_tes_source(aws, api, configure):
+    """Error states are final only once the task ended ERROR_GRACE_MINUTES ago (Funnel may retry them)."""
     sm = aws.client("secretsmanager")
-    api.tes.update(t1="COMPLETE", t2="EXECUTOR_ERROR", t3="RUNNING", t4="PREEMPTED")
-    for run_id in ("t1", "t2", "t3", "t4"):
-        create(sm, f"tower-{run_id}/SECRET")
+    ended = lambda ago: (NOW - ago).isoformat().replace("+00:00", "Z")  # noqa: E731
+    api.tes.update(
+        t1="COMPLETE", t2="EXECUTOR_ERROR", t3="RUNNING", t4="PREEMPTED",
+        t5=("EXECUTOR_ERROR", ended(days(1))), t6=("SYSTEM_ERROR", ended(days(0.1))), t7=("QUEUED", ended(days(1))),
+    )
+    for run_id in ("t1", "t2", "t3", "t4", "t5", "t6", "t7"):
+        create(sm, f"tes-{run_id}/SECRET", at=NOW - days(2))
     result = run(aws, configure("tes"))
     assert result.exit_code == 0
-    assert sorted(a.target for a in result.jobs[0].plan.actions) == ["tower-t1/SECRET", "tower-t2/SECRET"]
+    plan = result.jobs[0].plan
+    assert sorted(a.target for a in plan.actions) == ["tes-t1/SECRET", "tes-t5/SECRET"]
+    assert next(a for a in plan.actions if a.target == "tes-t5/SECRET").reason == (
+        "run t5 EXECUTOR_ERROR, ended 1d ago >= 360m (tes) in us-east-1"
+    )
+    # t2: an error state without an end time is not known finished; t6: ended 2.4 h ago, may be retried
+    assert plan.states == {"finished": 2, "unknown": 1, "active": 4}
 
 
 def test_no_source_age_only(aws, configure):
@@ -132,7 +148,7 @@ def test_no_source_age_only(aws, configure):
     create(sm, "tower-new/X", at=NOW - days(3))
     result = run(aws, configure("none"))
     assert [a.target for a in result.jobs[0].plan.actions] == ["tower-old/X"]
-    assert result.jobs[0].plan.actions[0].reason == "run old not known finished (no status source), secret 40d > 30d"
+    assert result.jobs[0].plan.actions[0].reason == "run old not known finished (no status source), secret 40d > 30d in us-east-1"
 
 
 def test_status_api_outage_deletes_nothing(aws, api, configure, secrets):
@@ -237,5 +253,64 @@ def test_missing_token_file_is_a_config_error(monkeypatch, tmp_path):
     monkeypatch.setenv("ROTATOR_RUN_SECRETS__STATUS_SOURCE", "tes")
     monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__URL", "https://tes.example.org/ga4gh/tes/v1")
     monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__TOKEN_FILE", str(tmp_path / "absent"))
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__PATTERNS", json.dumps([TES_PATTERN]))
     with pytest.raises(ConfigError, match="ROTATOR_RUN_SECRETS__TES__TOKEN_FILE"):
+        load_settings()
+
+
+def test_every_workspace_is_tried_and_a_run_none_can_see_is_not_an_error(aws, api, configure, monkeypatch):
+    sm = aws.client("secretsmanager")
+    api.seqera.update(ws8={"7": 403, "8": "SUCCEEDED"}, hidden={"7": 403, "8": 403}, hiddenold={"7": 403, "8": 404})
+    create(sm, "tower-ws8/TOKEN", at=NOW - days(2))
+    create(sm, "tower-hidden/TOKEN", at=NOW - days(2))
+    create(sm, "tower-hiddenold/TOKEN", at=NOW - days(40))
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__SEQERA__WORKSPACE_IDS", '["7", "8"]')
+    result = run(aws, configure())
+    plan = result.jobs[0].plan
+    assert result.exit_code == 0  # "not visible" is not an outage
+    assert {a.target: a.reason for a in plan.actions} == {
+        "tower-ws8/TOKEN": "run ws8 SUCCEEDED (seqera, workspace 8) in us-east-1",
+        "tower-hiddenold/TOKEN": (
+            "run hiddenold not known finished (not visible: 403 in workspace 7, 404 in workspace 8; seqera),"
+            " secret 40d > 30d in us-east-1"
+        ),
+    }
+    assert plan.states == {"finished": 1, "not-visible": 1, "expired": 1}
+    from prometheus_client import CollectorRegistry
+
+    from rotator.metrics import Metrics
+
+    metrics = Metrics(CollectorRegistry())
+    metrics.record_run(result, settings=configure())
+    assert metrics.registry.get_sample_value("rotator_run_secrets", {"state": "not-visible"}) == 1
+
+
+def test_every_region_is_cleaned_and_restored(aws, api, configure, monkeypatch):
+    east, west = aws.client("secretsmanager"), aws.client("secretsmanager", region="us-west-2")
+    api.seqera.update(fin="SUCCEEDED", act="RUNNING")
+    for sm in (east, west):
+        create(sm, "tower-fin/TOKEN")
+        create(sm, "tower-act/TOKEN")
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__REGIONS", '["us-east-1", "us-west-2"]')
+    settings = configure()
+    result = run(aws, settings)
+    assert result.exit_code == 0
+    reasons = sorted(a.reason for a in result.jobs[0].plan.actions)
+    assert reasons == ["run fin SUCCEEDED (seqera) in us-east-1", "run fin SUCCEEDED (seqera) in us-west-2"]
+    for sm in (east, west):
+        assert "DeletedDate" in describe(sm, "tower-fin/TOKEN")
+        assert "DeletedDate" not in describe(sm, "tower-act/TOKEN")
+    from rotator.restore import restore_secrets
+
+    restored = [r.name for region in ("us-east-1", "us-west-2") for r in restore_secrets(aws.client("secretsmanager", region=region), run_ids={"fin"})]
+    assert restored == ["tower-fin/TOKEN", "tower-fin/TOKEN"]
+
+
+def test_tes_with_the_seqera_pattern_is_a_configuration_error(monkeypatch):
+    from rotator.settings import ConfigError
+
+    monkeypatch.setenv("ROTATOR_HOSTNAME", "gen3.example.org")
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__STATUS_SOURCE", "tes")
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__TES__URL", "https://tes.example.org/ga4gh/tes/v1")
+    with pytest.raises(ConfigError, match="never a TES task id"):
         load_settings()

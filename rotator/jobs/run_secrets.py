@@ -22,6 +22,7 @@ from rotator.errors import ConfigError
 from rotator.executor import attempt, per_unit, record
 from rotator.jobs.base import Plan, RunContext, frozen_mapping
 from rotator.model import DELETE_SECRET, SKIPPED, Action, Outcome, RunSecret, Skipped
+from rotator.planner import fmt_age
 from rotator.runstatus import RunStatus, RunStatusSource, make_source
 from rotator.secret_inventory import PERMISSIONS as LISTING_PERMISSIONS
 from rotator.secret_inventory import describe_replication, list_run_secrets
@@ -40,7 +41,8 @@ DELETED_FOR_RUN_TAG = "gen3wf-rotator:deleted-for-run"
 DELETED_AT_TAG = "gen3wf-rotator:deleted-at"
 
 STATES = (
-    "finished", "expired", "active", "unknown", "error", "too-young", "pending-deletion", "malformed", "replica", "replicated",
+    "finished", "expired", "active", "unknown", "not-visible", "error", "too-young", "pending-deletion", "malformed",
+    "replica", "replicated",
 )
 STATUS_CONCURRENCY = 8
 
@@ -57,8 +59,8 @@ def standing_state(secret: RunSecret, *, now: datetime, settings: RunSecretsSett
     # ListSecrets is eventually consistent, and a run may still be starting: leave young secrets.
     if now - secret.created < timedelta(minutes=settings.min_age_minutes):
         return "too-young"
-    if secret.primary_region and secret.primary_region != region:
-        return "replica"
+    if secret.primary_region and secret.primary_region != (secret.region or region):
+        return "replica"  # left to its primary region
     return None
 
 
@@ -67,9 +69,10 @@ def run_secret_verdict(
 ) -> tuple[str, str | None]:
     """(state, reason to delete or None) for one secret.
 
-    States: malformed, pending-deletion, too-young, replica, active, error, unknown (kept:
-    not known finished and not old enough), replicated (would go, but has replicas),
-    finished and expired (both deleted).
+    States: malformed, pending-deletion, too-young, replica, active, error, unknown and
+    not-visible (kept: not known finished and not old enough), replicated (would go, but has
+    replicas), finished and expired (both deleted). A reason says what decided it: the
+    status source, the workspace that answered, the region.
     """
     standing = standing_state(secret, now=now, settings=settings, region=region)
     if standing:
@@ -78,18 +81,32 @@ def run_secret_verdict(
         return "error", None
     if status.state == "active":
         return "active", None
+    where = "" if settings.status_source == "none" else settings.status_source + (f", {status.where}" if status.where else "")
+    in_region = f" in {secret.region or region}" if (secret.region or region) else ""
     age = now - secret.created
-    if status.state == "finished":
-        state, reason = "finished", f"run {secret.run_id} {status.detail} ({settings.status_source})"
+    state = status.state
+    detail = status.detail
+    if state == "finished" and status.may_retry:
+        # A platform may still retry a task in an error state: final only once it ended long enough ago.
+        grace = timedelta(minutes=settings.error_grace_minutes)
+        if status.ended is None:
+            state, detail = "unknown", f"{status.detail} without an end time"
+        elif now - status.ended < grace:
+            return "active", None
+        else:
+            detail = f"{status.detail}, ended {fmt_age(now - status.ended)} ago >= {settings.error_grace_minutes}m"
+    if state == "finished":
+        verdict, reason = "finished", f"run {secret.run_id} {detail} ({where}){in_region}"
     elif age.days > settings.max_age_days:
-        state, reason = "expired", (
-            f"run {secret.run_id} not known finished ({status.detail}), secret {age.days}d > {settings.max_age_days}d"
+        verdict, reason = "expired", (
+            f"run {secret.run_id} not known finished ({detail}{'; ' + where if where else ''}),"
+            f" secret {age.days}d > {settings.max_age_days}d{in_region}"
         )
     else:
-        return "unknown", None
+        return ("not-visible" if state == "not-visible" else "unknown"), None
     if secret.replica_regions and not settings.remove_replicas:
         return "replicated", None
-    return state, reason
+    return verdict, reason
 
 
 def runs_to_look_up(secrets: Iterable[RunSecret], *, now: datetime, settings: RunSecretsSettings, region: str | None) -> list[str]:
@@ -100,9 +117,9 @@ def runs_to_look_up(secrets: Iterable[RunSecret], *, now: datetime, settings: Ru
 def secrets_to_describe(
     secrets: Iterable[RunSecret], statuses: Mapping[str, RunStatus], *, now: datetime, settings: RunSecretsSettings, region: str | None
 ) -> list[str]:
-    """Secrets that would be deleted: DescribeSecret tells whether they have replicas."""
+    """ARNs of secrets that would be deleted: DescribeSecret tells whether they have replicas."""
     return [
-        s.name
+        s.arn
         for s in secrets
         if s.replica_regions is None
         and run_secret_verdict(s, statuses.get(s.run_id or ""), now=now, settings=settings, region=region)[1]
@@ -120,7 +137,7 @@ def plan_run_secrets(
     """Actions, and how many secrets are in each state (for the report and metrics)."""
     actions = []
     states: dict[str, int] = {}
-    for secret in sorted(secrets, key=lambda s: s.name):
+    for secret in sorted(secrets, key=lambda s: (s.name, s.region or "")):
         status = statuses.get(secret.run_id) if secret.run_id else None
         state, reason = run_secret_verdict(secret, status, now=now, settings=settings, region=region)
         states[state] = states.get(state, 0) + 1
@@ -167,7 +184,7 @@ class RunSecretsPlan(Plan):
     states: Mapping[str, int] = field(default_factory=frozen_mapping)
     """How many secrets are in each state."""
     secrets: Mapping[str, RunSecret] = field(default_factory=frozen_mapping)
-    """The secrets seen, by name, for the re-check before each deletion."""
+    """The secrets seen, by ARN, for the re-check before each deletion."""
     region: str | None = None
 
     def document(self) -> dict[str, Any]:
@@ -184,22 +201,29 @@ class RunSecretsJob:
     )
 
     def prepare(self, ctx: RunContext) -> None:
-        if ctx.aws.region is None:
-            raise ConfigError("run-secrets works in one Secrets Manager region: set AWS_REGION (or AWS_DEFAULT_REGION)")
+        if not self.regions(ctx):
+            raise ConfigError("run-secrets needs a region: set AWS_REGION (or ROTATOR_RUN_SECRETS__REGIONS)")
         self.source(ctx)  # reads token files: a missing one is a configuration error
+
+    def regions(self, ctx: RunContext) -> list[str]:
+        return list(ctx.settings.run_secrets.regions or ([ctx.aws.region] if ctx.aws.region else []))
 
     def source(self, ctx: RunContext) -> RunStatusSource:
         return ctx.shared("run-status-source", lambda: make_source(ctx.settings.run_secrets))
 
     def observe(self, ctx: RunContext) -> RunSecretsObservation:
-        settings, region, now = ctx.settings.run_secrets, ctx.aws.region, ctx.now
+        settings, now = ctx.settings.run_secrets, ctx.now
         source = self.source(ctx)
-        sm = ctx.aws.client("secretsmanager")
-        secrets = list_run_secrets(sm, patterns=settings.patterns, exclude_prefixes=[ctx.settings.bot_secret_prefix])
-        statuses = lookup_statuses(source, runs_to_look_up(secrets, now=now, settings=settings, region=region))
-        to_describe = set(secrets_to_describe(secrets, statuses, now=now, settings=settings, region=region))
-        described = tuple(describe_replication(sm, s) if s.name in to_describe else s for s in secrets)
-        return RunSecretsObservation(described, frozen_mapping(statuses), source.name, region)
+        secrets: list[RunSecret] = []
+        for region in self.regions(ctx):
+            sm = ctx.aws.client("secretsmanager", region=region)
+            secrets += list_run_secrets(sm, patterns=settings.patterns, exclude_prefixes=[ctx.settings.bot_secret_prefix], region=region)
+        statuses = lookup_statuses(source, runs_to_look_up(secrets, now=now, settings=settings, region=None))
+        to_describe = set(secrets_to_describe(secrets, statuses, now=now, settings=settings, region=None))
+        described = tuple(
+            describe_replication(ctx.aws.client("secretsmanager", region=s.region), s) if s.arn in to_describe else s for s in secrets
+        )
+        return RunSecretsObservation(described, frozen_mapping(statuses), source.name, None)
 
     def plan(self, observed: RunSecretsObservation, *, now: datetime, settings: Settings) -> RunSecretsPlan:
         actions, states = plan_run_secrets(
@@ -228,12 +252,11 @@ class RunSecretsJob:
             errors=errors,
             inventory_source=f"list-secrets + {observed.source}",
             states=frozen_mapping(states),
-            secrets=frozen_mapping({s.name: s for s in observed.secrets}),
+            secrets=frozen_mapping({s.arn: s for s in observed.secrets}),
             region=observed.region,
         )
 
     def execute(self, plan: RunSecretsPlan, ctx: RunContext) -> Iterator[Outcome]:
-        sm = ctx.aws.client("secretsmanager")
         recheck = _Recheck(self.source(ctx), plan, settings=ctx.settings.run_secrets, clock=ctx.clock)
         recovery_days = ctx.settings.run_secrets.recovery_window_days
 
@@ -244,6 +267,7 @@ class RunSecretsJob:
                 yield record(Outcome(action, SKIPPED, changed))
                 return
             when = ctx.clock().isoformat()
+            sm = ctx.aws.client("secretsmanager", region=plan.secrets[action.arn].region)
             yield attempt(action, lambda: _delete_secret(sm, action, when, recovery_days), already_done={"ResourceNotFoundException"})
 
         yield from per_unit(((a.target, [a]) for a in plan.actions), delete)
@@ -296,7 +320,7 @@ class _Recheck:
         if action.run_id not in self._fresh:
             self._fresh[action.run_id] = self._source.lookup(action.run_id)
         status = self._fresh[action.run_id]
-        secret = self._plan.secrets[action.target]
+        secret = self._plan.secrets[action.arn]
         _, reason = run_secret_verdict(secret, status, now=self._clock(), settings=self._settings, region=self._plan.region)
         if reason is None:
             return f"kept: run {action.run_id} is now {status.state} ({status.detail})"

@@ -15,6 +15,7 @@ No call here is an AWS call; errors never carry the connection string, a secret 
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -45,12 +46,19 @@ CHECK_SAMPLE = 5
 STATEMENT_TIMEOUT_MS = 30_000  # a lock held by a stuck runner, a slow server: an error, never a hang
 
 
+_PASSWORD_PARAM = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
 class DatabaseUnreachable(SafeError):
     """No connection to the store's database (refused, timed out, lost): that job fails, nothing else."""
 
 
 class DatabaseError(SafeError):
     """The database refused a statement; named by its error class and SQLSTATE, never its text."""
+
+
+class StoreMisconfigured(ConfigError, SafeError):
+    """The table or ENCRYPTION_KEY is not usable: exit 2 before any change (and a readable job error after)."""
 
 
 @dataclass(frozen=True)
@@ -70,15 +78,16 @@ class Gen3WorkflowDbStore:
         try:
             params = conninfo_to_dict(conninfo)
         except psycopg.Error:
-            raise ConfigError("gen3workflow-db: the database connection settings are not a valid libpq conninfo") from None
-        remember_secret(params.get("password"))
+            raise StoreMisconfigured("gen3workflow-db: the database connection settings are not a valid libpq conninfo") from None
+        self._password = params.get("password") or None
+        remember_secret(self._password)
         remember_secret(encryption_key)
         try:
             self._fernet = Fernet(encryption_key)
         except (ValueError, TypeError):
-            raise ConfigError("gen3workflow-db: ENCRYPTION_KEY is not a Fernet key (32 url-safe base64-encoded bytes)") from None
+            raise StoreMisconfigured("gen3workflow-db: ENCRYPTION_KEY is not a Fernet key (32 url-safe base64-encoded bytes)") from None
         if pool_size < 1 or connect_timeout <= 0:
-            raise ConfigError("gen3workflow-db: pool_size must be at least 1 and connect_timeout positive")
+            raise StoreMisconfigured("gen3workflow-db: pool_size must be at least 1 and connect_timeout positive")
         self.hostname = hostname
         self.endpoint = _endpoint(params)
         self._conninfo = conninfo
@@ -86,6 +95,7 @@ class Gen3WorkflowDbStore:
         self._connect_timeout = connect_timeout
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
+        self._last_connect_error: str | None = None
         self._created_type: str | None = None
         self._checked = False
 
@@ -158,14 +168,14 @@ class Gen3WorkflowDbStore:
         """
         if self._checked:
             return
-        with self._connection() as conn:
+        with self._connection(direct=True) as conn:
             self._column_type(conn)
             tokens = [
                 t for (t,) in conn.execute(f"SELECT key_secret FROM {TABLE} ORDER BY created_time DESC LIMIT %s", (CHECK_SAMPLE,))
             ]
             timezone = conn.execute("SELECT current_setting('TimeZone')").fetchone()[0]
         if tokens and not any(self._decrypts(t) for t in tokens):
-            raise ConfigError(
+            raise StoreMisconfigured(
                 f"gen3workflow-db: ENCRYPTION_KEY does not decrypt the rows of {TABLE} on {self.endpoint}"
                 f" (none of the {len(tokens)} newest): it must be the service's ENCRYPTION_KEY"
             )
@@ -197,8 +207,23 @@ class Gen3WorkflowDbStore:
     def _open_pool(self) -> ConnectionPool:
         with self._pool_lock:
             if self._pool is None:
+                store = self
+
+                class _Connection(psycopg.Connection):
+                    # The pool keeps its workers' connection errors to itself: remember the last reason.
+                    @classmethod
+                    def connect(cls, *args, **kwargs):
+                        try:
+                            conn = super().connect(*args, **kwargs)
+                        except psycopg.OperationalError as exc:
+                            store._last_connect_error = store._reason(exc)
+                            raise
+                        store._last_connect_error = None
+                        return conn
+
                 pool = ConnectionPool(
                     self._conninfo,
+                    connection_class=_Connection,
                     min_size=0,
                     max_size=self._pool_size,
                     open=False,
@@ -207,39 +232,61 @@ class Gen3WorkflowDbStore:
                     reconnect_timeout=3 * self._connect_timeout,
                     check=ConnectionPool.check_connection,  # idle connections die between scheduled runs
                     configure=_configure,
-                    kwargs={
-                        "connect_timeout": max(2, round(self._connect_timeout)),  # libpq: whole seconds, at least 2
-                        "application_name": "gen3wf-rotator",
-                        "keepalives": 1,
-                        "keepalives_idle": 30,
-                        "keepalives_interval": 10,
-                        "keepalives_count": 3,
-                    },
+                    kwargs=self._connect_kwargs(),
                 )
                 pool.open(wait=False)
                 self._pool = pool
             return self._pool
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled connection (autocommit); psycopg's errors become ours, without their text."""
+    def _connection(self, *, direct: bool = False) -> Iterator[psycopg.Connection]:
+        """A pooled connection (autocommit), or a direct one that tells why it failed; psycopg's errors become ours.
+
+        psycopg's exceptions can carry the connection parameters (``exc.pgconn`` has the
+        password): they are replaced, never chained, and only a scrubbed first line of
+        libpq's reason is kept.
+        """
         try:
-            with self._open_pool().connection() as conn:
-                yield conn
+            if direct:
+                with psycopg.connect(self._conninfo, **self._connect_kwargs()) as conn:
+                    _configure(conn)
+                    yield conn
+            else:
+                with self._open_pool().connection() as conn:
+                    yield conn
         except PoolTimeout:
-            raise DatabaseUnreachable(
-                f"database unreachable: {self.endpoint} (no connection within {self._connect_timeout:g}s)"
-            ) from None
+            reason = self._last_connect_error or f"no connection within {self._connect_timeout:g}s"
+            raise DatabaseUnreachable(f"database unreachable: {self.endpoint}: {reason}") from None
         except pg_errors.LockNotAvailable:
             raise StoreConflict(f"another writer held the user's lock for {STATEMENT_TIMEOUT_MS // 1000}s on {self.endpoint}") from None
         except psycopg.OperationalError as exc:
-            if exc.sqlstate is None:  # client side: refused, reset, timed out
-                raise DatabaseUnreachable(f"database unreachable: {self.endpoint} ({type(exc).__name__})") from None
+            if exc.sqlstate is None:  # no answer, or refused before a session: network, authentication, pg_hba
+                raise DatabaseUnreachable(f"database unreachable: {self.endpoint}: {self._reason(exc)}") from None
             raise DatabaseError(f"database error on {self.endpoint}: {type(exc).__name__} ({exc.sqlstate})") from None
         except psycopg.Error as exc:
             if isinstance(exc, pg_errors.UndefinedTable):
-                raise ConfigError(_missing_table(self.endpoint)) from None
+                raise StoreMisconfigured(_missing_table(self.endpoint)) from None
             raise DatabaseError(f"database error on {self.endpoint}: {type(exc).__name__} ({exc.sqlstate or 'client'})") from None
+
+    def _connect_kwargs(self) -> dict[str, object]:
+        return {
+            "connect_timeout": max(2, round(self._connect_timeout)),  # libpq: whole seconds, at least 2
+            "application_name": "gen3wf-rotator",
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+
+    def _reason(self, exc: BaseException) -> str:
+        """libpq's reason ("Connection refused", "password authentication failed"), scrubbed of any password."""
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        text = lines[0] if lines else type(exc).__name__
+        text = _PASSWORD_PARAM.sub("password=***", text)
+        if self._password:
+            text = text.replace(self._password, "***")
+        _, _, reason = text.rpartition(" failed: ")
+        return " ".join((reason or text).split())[:200]
 
     @contextmanager
     def _transaction(self, user_id: str) -> Iterator[psycopg.Connection]:
@@ -259,12 +306,12 @@ class Gen3WorkflowDbStore:
             ).fetchall()
             types = dict(rows)
             if not types:
-                raise ConfigError(_missing_table(self.endpoint))
+                raise StoreMisconfigured(_missing_table(self.endpoint))
             missing = [c for c in COLUMNS if c not in types]
             if missing:
-                raise ConfigError(f"gen3workflow-db: table {TABLE} on {self.endpoint} lacks column(s) {', '.join(missing)}")
+                raise StoreMisconfigured(f"gen3workflow-db: table {TABLE} on {self.endpoint} lacks column(s) {', '.join(missing)}")
             if types["created_time"] not in (NAIVE, AWARE):
-                raise ConfigError(f"gen3workflow-db: {TABLE}.created_time on {self.endpoint} is {types['created_time']}, not a timestamp")
+                raise StoreMisconfigured(f"gen3workflow-db: {TABLE}.created_time on {self.endpoint} is {types['created_time']}, not a timestamp")
             self._created_type = types["created_time"]
         return self._created_type
 

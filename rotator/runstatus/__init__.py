@@ -3,7 +3,8 @@
 A source answers one of:
 - ``finished``: the API reports a final state: the run's secrets may go;
 - ``active``: the run may still be going: its secrets stay;
-- ``not-found`` / ``unknown``: not known finished: secrets go only past the maximum age;
+- ``not-found`` / ``unknown`` / ``not-visible`` (every workspace answered 403 or 404): not
+  known finished: secrets go only past the maximum age;
 - ``error``: the API failed (timeout, 5xx, 401…): the run's secrets stay, and it is counted.
 An outage must never turn into deletions.
 """
@@ -11,12 +12,13 @@ An outage must never turn into deletions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from rotator.settings import RunSecretsSettings
 
-StatusState = Literal["finished", "active", "not-found", "unknown", "error"]
+StatusState = Literal["finished", "active", "not-found", "not-visible", "unknown", "error"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,13 @@ class RunStatus:
     state: StatusState
     detail: str
     """What the API said (``SUCCEEDED``, ``HTTP 500``, ``timeout``…): never a token."""
+    where: str = ""
+    """Which workspace answered (``workspace 42``), when that decided it."""
+    ended: datetime | None = None
+    """When the task ended, for a final state the platform may still retry (TES error states)."""
+    may_retry: bool = False
+    """A final state that a platform can leave again (Funnel retries EXECUTOR_ERROR/SYSTEM_ERROR):
+    final only once ``ended`` is older than the error grace; without ``ended``, not known finished."""
 
 
 class RunStatusSource(Protocol):
@@ -40,7 +49,7 @@ def make_source(settings: RunSecretsSettings) -> RunStatusSource:
         return SeqeraSource(
             url=settings.seqera.url,
             token=settings.seqera.token_value(),
-            workspace_id=settings.seqera.workspace_id,
+            workspace_ids=settings.seqera.all_workspace_ids(),
             timeout_seconds=settings.timeout_seconds,
         )
     if settings.status_source == "tes":
