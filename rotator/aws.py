@@ -41,6 +41,7 @@ class Aws:
         self._hooks: list[tuple[str, Any, str]] = []
         # boto3 clients are thread-safe, sessions are not: serve's jobs may build clients at once.
         self._lock = threading.Lock()
+        self.rate_limiter = None
 
     def on(self, event: str, handler: Any, *, unique_id: str) -> None:
         """Register a botocore event handler on every client, present and future."""
@@ -48,6 +49,16 @@ class Aws:
             self._hooks.append((event, handler, unique_id))
             for client in self._clients.values():
                 client.meta.events.register_first(event, handler, unique_id=unique_id)
+
+    def limit_rate(self, requests_per_second: float) -> None:
+        """One token bucket in front of every HTTP attempt of every client of this process."""
+        from rotator.concurrency import RateLimiter
+
+        if self.rate_limiter is None:
+            self.rate_limiter = RateLimiter(requests_per_second)
+            self.on("before-send", self.rate_limiter.before_send, unique_id="rotator-rate-limit")
+        else:
+            self.rate_limiter.configure(requests_per_second)
 
     def off(self, unique_id: str) -> None:
         """Unregister a handler registered with :meth:`on` from every client."""

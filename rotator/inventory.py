@@ -18,6 +18,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from rotator.aws import describe_error
+from rotator.concurrency import Progress, ordered_map
 from rotator.model import AccessKey, ManagedUser, ReportedKey, Skipped
 from rotator.names import NAME_PREFIX, OWNER_TAG, AmbiguousName, owner_tag_value, parse_user_name
 
@@ -116,23 +117,34 @@ def list_access_keys(iam, user_name: str) -> tuple[AccessKey, ...]:
     return tuple(sorted(keys, key=lambda k: (k.created, k.key_id)))
 
 
-def confirm_keys(iam, users: Iterable[ManagedUser]) -> tuple[dict[str, tuple[AccessKey, ...]], dict[str, str]]:
-    """ListAccessKeys for each user: (keys by user, why by user for those that could not be listed).
+def confirm_keys(
+    iam, users: Iterable[ManagedUser], *, workers: int = 1, progress: Progress | None = None
+) -> tuple[dict[str, tuple[AccessKey, ...]], dict[str, str]]:
+    """ListAccessKeys for each user, ``workers`` at a time: (keys by user, why by user for those
+    that could not be listed).
 
     A user deleted meanwhile simply has no keys; a user whose keys cannot be listed is left
     out (and so left alone), the others go on.
     """
-    confirmed: dict[str, tuple[AccessKey, ...]] = {}
-    failed: dict[str, str] = {}
-    for user in users:
+
+    def confirm(user: ManagedUser) -> tuple[str, tuple[AccessKey, ...] | None, str | None]:
         try:
-            confirmed[user.name] = list_access_keys(iam, user.name)
+            return user.name, list_access_keys(iam, user.name), None
         except Exception as exc:  # noqa: BLE001 - one user's failure is that user's alone
             if isinstance(exc, ClientError) and exc.response["Error"]["Code"] == "NoSuchEntity":
-                confirmed[user.name] = ()
-                continue
-            failed[user.name] = describe_error(exc)
-            log.error("inventory.keys_unreadable", user=user.name, error=failed[user.name])
+                return user.name, (), None
+            return user.name, None, describe_error(exc)
+
+    confirmed: dict[str, tuple[AccessKey, ...]] = {}
+    failed: dict[str, str] = {}
+    for name, keys, error in ordered_map(confirm, users, workers=workers):
+        if error is None:
+            confirmed[name] = keys
+        else:
+            failed[name] = error
+            log.error("inventory.keys_unreadable", user=name, error=error)
+        if progress:
+            progress.tick()
     return confirmed, failed
 
 

@@ -90,6 +90,7 @@ class Runner:
         self.aws = aws
         self.clock = clock
         self._account_id: str | None = None
+        aws.limit_rate(settings.aws.max_requests_per_second)
 
     def check_identity(self) -> str:
         """STS GetCallerIdentity against ROTATOR_ALLOWED_ACCOUNT_IDS (ConfigError if not allowed)."""

@@ -276,6 +276,13 @@ class MetricsSettings(_Section):
         return url
 
 
+class AwsSettings(_Section):
+    concurrency: int = Field(8, ge=1, le=64)
+    """Users (or runs) worked on at once."""
+    max_requests_per_second: float = Field(20, gt=0, le=1000)
+    """All AWS requests of the process (retries included), shared by every thread."""
+
+
 class CapacitySettings(_Section):
     warn_fraction: float = Field(0.8, gt=0, le=1)
 
@@ -305,6 +312,7 @@ class Settings(BaseSettings):
     safety: SafetySettings = SafetySettings()
     metrics: MetricsSettings = MetricsSettings()
     capacity: CapacitySettings = CapacitySettings()
+    aws: AwsSettings = AwsSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -37,6 +37,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("ROTATOR_") or name == "AWS_ENDPOINT_URL":
             monkeypatch.delenv(name)
+    # The polite production cap (20 requests/s) is for a real account; moto in-process needs none.
+    monkeypatch.setenv("ROTATOR_AWS__MAX_REQUESTS_PER_SECOND", "1000")
 
 
 @pytest.fixture(scope="session")

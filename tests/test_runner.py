@@ -59,6 +59,9 @@ class FakeJob:
 class FakeAws:
     region = "us-east-1"
 
+    def limit_rate(self, requests_per_second):
+        pass
+
     def account_id(self):
         return "123456789012"
 

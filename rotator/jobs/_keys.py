@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from rotator import inventory
+from rotator.concurrency import Progress
 from rotator.executor import attempt
 from rotator.jobs.base import Plan, frozen_mapping
 from rotator.model import CREATE_KEY, DELETE_KEY, DONE, AccessKey, Action, ManagedUser, Outcome, ReportedKey, Skipped
@@ -17,6 +20,8 @@ from rotator.planner import age_days
 if TYPE_CHECKING:
     from rotator.metrics import Metrics
     from rotator.runner import JobResult
+
+log = structlog.get_logger("rotator.jobs")
 
 PERMISSIONS = inventory.PERMISSIONS + ("iam:DeleteAccessKey",)
 
@@ -49,9 +54,10 @@ class KeyPlan(Plan):
         return {"managed_users": self.managed_users, **super().document()}
 
 
-def confirm(account: inventory.AccountSnapshot, candidates: tuple[ManagedUser, ...]):
+def confirm(account: inventory.AccountSnapshot, candidates: tuple[ManagedUser, ...], *, job: str, workers: int):
     """Confirmed keys of the candidates that could be listed, those candidates, and errors for the rest."""
-    confirmed, failed = inventory.confirm_keys(account.iam, candidates)
+    progress = Progress(log, job=job, phase="confirming keys", total=len(candidates))
+    confirmed, failed = inventory.confirm_keys(account.iam, candidates, workers=workers, progress=progress)
     listed = tuple(u for u in candidates if u.name in confirmed)
     return confirmed, listed, tuple(f"{name}: keys could not be listed: {why}" for name, why in failed.items())
 

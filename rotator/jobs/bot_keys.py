@@ -20,6 +20,7 @@ import structlog
 
 from rotator import inventory
 from rotator.aws import describe_error, error_code, is_ambiguous, is_throttling
+from rotator.concurrency import Progress, ordered_map
 from rotator.executor import per_unit, record
 from rotator.jobs import _keys
 from rotator.jobs._keys import KeyObservation, KeyPlan
@@ -200,7 +201,7 @@ class BotKeysJob:
                 for b in bots
                 if bot_may_need_action(report.get(b.name, ()), stored_count=index.get(b.name), now=ctx.now, settings=settings)
             )
-        confirmed, candidates, listing_errors = _keys.confirm(account, candidates)
+        confirmed, candidates, listing_errors = _keys.confirm(account, candidates, job=NAME, workers=ctx.settings.aws.concurrency)
         stored, errors = {}, list(listing_errors)
         for bot in candidates:
             try:
@@ -241,8 +242,16 @@ class BotKeysJob:
         bot = _BotUserExecution(
             ctx.aws.client("iam"), ctx.aws.client("iam", retries=False), self.store(ctx), before=before, verify=verify
         )
-        users = ((user, list(actions)) for user, actions in groupby(plan.actions, key=lambda a: a.user))
-        yield from per_unit(users, bot.apply)
+        users = [(user, list(actions)) for user, actions in groupby(plan.actions, key=lambda a: a.user)]
+        progress = Progress(log, job=NAME, phase="bot users", total=len(users))
+
+        def one_user(unit: tuple[str, list[Action]]) -> list[Outcome]:
+            return list(per_unit([unit], bot.apply))  # each user's own sequence strictly in order
+
+        # Different users in parallel; outcomes come back in plan order.
+        for outcomes in ordered_map(one_user, users, workers=ctx.settings.aws.concurrency):
+            progress.tick()
+            yield from outcomes
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
         _keys.record_key_metrics(metrics, result, kind="bot", lifetime=settings.bot_keys.lifetime_days, now=now)

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from botocore.exceptions import ClientError
 
 from rotator.aws import error_code
+from rotator.concurrency import ordered_map
 from rotator.errors import ConfigError
 from rotator.executor import attempt, per_unit, record
 from rotator.jobs.base import Plan, RunContext, frozen_mapping
@@ -270,7 +272,14 @@ class RunSecretsJob:
             sm = ctx.aws.client("secretsmanager", region=plan.secrets[action.arn].region)
             yield attempt(action, lambda: _delete_secret(sm, action, when, recovery_days), already_done={"ResourceNotFoundException"})
 
-        yield from per_unit(((a.target, [a]) for a in plan.actions), delete)
+        def one_run(actions: list[Action]) -> list[Outcome]:
+            return list(per_unit(((a.target, [a]) for a in actions), delete))  # one run's secrets in order
+
+        runs = [list(group) for _, group in groupby(sorted(plan.actions, key=lambda a: a.run_id or ""), key=lambda a: a.run_id)]
+        done = {}
+        for outcomes in ordered_map(one_run, runs, workers=ctx.settings.aws.concurrency):
+            done.update({id(o.action): o for o in outcomes})
+        yield from (done[id(a)] for a in plan.actions)  # in plan order
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
         plan: RunSecretsPlan = result.plan

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from rotator.concurrency import Progress, ordered_map
 from rotator.jobs import _keys
 from rotator.jobs._keys import KeyObservation, KeyPlan
 from rotator.jobs.base import RunContext
@@ -59,7 +60,7 @@ class UserKeysJob:
             candidates = users
         else:
             candidates = tuple(u for u in users if user_may_need_action(report.get(u.name, ()), now=ctx.now, settings=settings))
-        confirmed, candidates, errors = _keys.confirm(account, candidates)
+        confirmed, candidates, errors = _keys.confirm(account, candidates, job=NAME, workers=ctx.settings.aws.concurrency)
         return KeyObservation(users, candidates, report, confirmed, account.skipped, account.source, errors)
 
     def plan(self, observed: KeyObservation, *, now: datetime, settings: Settings) -> KeyPlan:
@@ -80,8 +81,10 @@ class UserKeysJob:
 
     def execute(self, plan: KeyPlan, ctx: RunContext) -> Iterator[Outcome]:
         iam = ctx.aws.client("iam")
-        for action in plan.actions:
-            yield _keys.delete_access_key(iam, action)
+        progress = Progress(_keys.log, job=NAME, phase="deleting keys", total=len(plan.actions))
+        for outcome in ordered_map(lambda a: _keys.delete_access_key(iam, a), plan.actions, workers=ctx.settings.aws.concurrency):
+            progress.tick()
+            yield outcome
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
         _keys.record_key_metrics(metrics, result, kind="user", lifetime=settings.user_keys.lifetime_days, now=now)
