@@ -50,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run", action="append", metavar="RUN_ID", help="restore this run's secrets (repeatable)")
     which.add_argument("--all", action="store_true", help="restore everything run-secrets scheduled for deletion")
     p_restore.add_argument("--output", choices=("text", "json"), default="text")
+    p_migrate = sub.add_parser(
+        "migrate-store",
+        help="copy stored bot keys from one store to another, verified (dry-run unless --apply)",
+        description="Copy every live stored bot key from one store to another, reading each back."
+        " Nothing changes without --apply; the source is kept unless --delete-source (Secrets Manager only:"
+        " its secrets are scheduled for deletion with the recovery window).",
+    )
+    stores = ("secretsmanager", "gen3workflow-db")
+    p_migrate.add_argument("--from", dest="source", choices=stores, required=True, help="store to copy from")
+    p_migrate.add_argument("--to", dest="target", choices=stores, required=True, help="store to copy to")
+    p_migrate.add_argument("--apply", action="store_true", help="copy (and with --delete-source, delete)")
+    p_migrate.add_argument("--delete-source", action="store_true", help="schedule the source's secrets for deletion once verified")
+    p_migrate.add_argument("--user", action="append", metavar="NAME", help="only this bot user (repeatable)")
+    p_migrate.add_argument("--recovery-window-days", type=int, default=7, help="7-30, or 0 (default 7)")
+    p_migrate.add_argument("--output", choices=("text", "json"), default="text")
     return parser
 
 
@@ -87,6 +102,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         from rotator.serve import Service
 
         return Service(settings).serve()
+    if args.command == "migrate-store":
+        return migrate_command(args, settings)
     return run_jobs(args, settings)
 
 
@@ -128,6 +145,49 @@ def push_metrics(metrics, settings: Settings, jobs: Sequence[str]) -> None:
         username=settings.metrics.pushgateway_username,
         password=password,
     )
+
+
+def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from rotator.aws import Aws, SafeError, describe_error
+    from rotator.keystore import make_store
+    from rotator.migrate import migrate_store
+    from rotator.runner import Runner
+    from rotator.settings import with_store
+
+    aws = Aws()
+    aws.limit_rate(settings.aws.max_requests_per_second)
+    source = make_store(with_store(settings, args.source), aws)
+    target = make_store(with_store(settings, args.target), aws)
+    try:
+        account_id = Runner(settings, aws=aws).check_identity()
+        try:
+            results = migrate_store(
+                source, target, users=args.user, apply=args.apply, delete_source=args.delete_source,
+                recovery_window_days=args.recovery_window_days, iam=aws.client("iam"),
+            )
+        except ConfigError:
+            raise
+        except SafeError as exc:  # the database cannot be reached: nothing was copied
+            log.error("store.migrate_failed", error=describe_error(exc))
+            print(f"rotator: {describe_error(exc)}", file=sys.stderr)
+            return EXIT_FAILED
+    finally:
+        for store in (source, target):
+            getattr(store, "close", lambda: None)()
+    if args.output == "json":
+        doc = {"command": "migrate-store", "account_id": account_id, "dry_run": not args.apply,
+               "results": [r.__dict__ for r in results]}
+        print(json.dumps(doc, indent=2))
+    elif not results:
+        print(f"nothing to migrate: {args.source} holds no bot keys")
+    else:
+        for r in results:
+            print(f"{r.outcome:8} {r.action:13} {r.user}{'/' + r.key_id if r.key_id else ''}{'  ' + r.detail if r.detail else ''}")
+        if not args.apply:
+            print("dry-run: nothing was changed; add --apply to copy")
+    return EXIT_FAILED if any(r.outcome == "failed" for r in results) else EXIT_OK
 
 
 def restore_command(args: argparse.Namespace, runner) -> int:

@@ -67,6 +67,8 @@ QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
 def configure(*, format: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Plain-text warnings on every failed connection attempt; our own event carries the reason.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     renderer = structlog.processors.JSONRenderer() if format == "json" else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[

@@ -88,8 +88,8 @@ def migrate_store(
     results: list[MigrationResult] = []
     for user in names:
         try:
-            results.extend(_migrate_user(source, target, user, apply=apply, delete_source=delete_source,
-                                         recovery_window_days=recovery_window_days, iam=iam))  # fmt: skip
+            options = {"apply": apply, "delete_source": delete_source, "recovery_window_days": recovery_window_days, "iam": iam}
+            results.extend(_migrate_user(source, target, user, **options))
         except Exception as exc:  # noqa: BLE001 - the boundary: this user fails, the others go on
             results.append(MigrationResult(COPY_KEY, user, None, FAILED, describe_error(exc)))
             log.error("store.migrate_failed", user=user, error=describe_error(exc))
@@ -101,7 +101,7 @@ def _migrate_user(source, target, user: str, *, apply: bool, delete_source: bool
         entries, secret = _read_secretsmanager(source, user)
     else:
         entries, secret = read_entries(source, user), None
-    results = []
+    results = [] if entries else [MigrationResult(COPY_KEY, user, None, SKIPPED, f"nothing stored in {source.name}")]
     if iam is not None:
         active = {k.key_id for k in inventory.list_access_keys(iam, user) if k.active}
         for dead in (e for e in entries if e.key_id not in active):
@@ -207,9 +207,7 @@ def _read_secretsmanager(store: SecretsManagerStore, user: str) -> tuple[list[Ne
     entries = []
     for entry in parse_entries(value, where=name):
         created = datetime.fromisoformat(entry["created"])
-        entries.append(
-            NewKey(user=user, key_id=entry[KEY_ID], created=created if created.tzinfo else created.replace(tzinfo=UTC),
-                   secret=entry["secret_access_key"])
-        )  # fmt: skip
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)
+        entries.append(NewKey(user=user, key_id=entry[KEY_ID], created=created, secret=entry["secret_access_key"]))
     entries.sort(key=lambda k: k.created, reverse=True)
     return entries, _SourceSecret(arn=arn, version_id=version)

@@ -108,11 +108,14 @@ class Runner:
         with structlog.contextvars.bound_contextvars(run_id=uuid.uuid4().hex[:12], hostname=self.settings.hostname):
             selected = [get_job(name) for name in jobs]
             ctx = RunContext(settings=self.settings, aws=self.aws, now=self.clock(), clock=self.clock)
-            for job in selected:
-                job.prepare(ctx)  # ConfigError (a token file, a region): exit 2 before any AWS call
-            account_id = ctx.account_id = self.check_identity()
-            with structlog.contextvars.bound_contextvars(account=account_id):
-                return self._run(selected, ctx, dry_run=dry_run, account_id=account_id)
+            try:
+                for job in selected:
+                    job.prepare(ctx)  # ConfigError (a token file, a region, the store): exit 2 before any change
+                account_id = ctx.account_id = self.check_identity()
+                with structlog.contextvars.bound_contextvars(account=account_id):
+                    return self._run(selected, ctx, dry_run=dry_run, account_id=account_id)
+            finally:
+                ctx.close()
 
     def _run(self, jobs: Sequence[Job], ctx: RunContext, *, dry_run: bool, account_id: str) -> RunResult:
         log.info("run.started", jobs=[j.name for j in jobs], dry_run=dry_run, now=ctx.now.isoformat())

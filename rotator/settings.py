@@ -45,7 +45,17 @@ DEFAULT_RUN_SECRET_PATTERN = r"^tower-(?P<run_id>[A-Za-z0-9]{1,16})/[A-Za-z_][A-
 GEN3WORKFLOW_KEYS: dict[str, tuple[str, ...]] = {
     "HOSTNAME": ("hostname",),
     "IAM_KEYS_LIFETIME_DAYS": ("user_keys", "lifetime_days"),
+    "DB_HOST": ("bot_keys", "db", "host"),
+    "DB_PORT": ("bot_keys", "db", "port"),
+    "DB_USER": ("bot_keys", "db", "user"),
+    "DB_PASSWORD": ("bot_keys", "db", "password"),
+    "DB_DATABASE": ("bot_keys", "db", "database"),
+    "ENCRYPTION_KEY": ("bot_keys", "db", "encryption_key"),
 }
+# The service lets environment variables of these names override its file; so does rotator.
+SERVICE_ENV_OVERRIDES = ("DB_HOST", "DB_PORT", "DB_USER", "DB_PASSWORD", "DB_DATABASE")
+# Secrets come from files (a mounted Secret) or the service's config, never a variable's value.
+_VALUE_ONLY_FROM_FILES = {"ROTATOR_BOT_KEYS__DB__PASSWORD": "_FILE", "ROTATOR_BOT_KEYS__DB__ENCRYPTION_KEY": "_FILE"}
 
 AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
 
@@ -57,18 +67,6 @@ class _Section(BaseModel):
 class UserKeysSettings(_Section):
     lifetime_days: int = Field(30, ge=1, le=3650)
     delete_inactive: bool = True
-
-
-class BotKeysSettings(_Section):
-    lifetime_days: int = Field(30, ge=1, le=3650)
-    store: Literal["secretsmanager"] = "secretsmanager"
-    secret_prefix: str | None = Field(None, min_length=1, max_length=400, pattern=r"^[A-Za-z0-9/_+=.@-]+$")
-    orphan_grace_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
-    verify_timeout_seconds: float = Field(120, ge=0, le=3600)
-    """A new key must answer sts:GetCallerIdentity within this before readers can take it (0: no check)."""
-
-
-_URL = r"^https?://[^\s/$.?#][^\s]*$"
 
 
 _CREDENTIAL = re.compile(r"[!-~]+")  # printable ASCII, no whitespace: what an HTTP header can carry intact
@@ -83,6 +81,65 @@ def _credential(value: SecretStr | None) -> SecretStr | None:
 
 Credential = Annotated[SecretStr, AfterValidator(_credential)]
 """A token or password: never in ``repr``, ``model_dump`` or an error message."""
+
+
+class DbSettings(_Section):
+    """The ``gen3workflow-db`` store: Gen3Workflow's own PostgreSQL database and Fernet key."""
+
+    host: str | None = Field(None, min_length=1, max_length=253)
+    port: int = Field(5432, ge=1, le=65535)
+    user: str | None = Field(None, min_length=1, max_length=63)
+    database: str | None = Field(None, min_length=1, max_length=63)
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    sslrootcert: Path | None = None
+    password: SecretStr | None = None
+    """Only from the Gen3Workflow config (DB_PASSWORD); as a variable, use ``__PASSWORD_FILE``."""
+    password_file: Path | None = None
+    encryption_key: Credential | None = None
+    """Only from the Gen3Workflow config (ENCRYPTION_KEY); as a variable, use ``__ENCRYPTION_KEY_FILE``."""
+    encryption_key_file: Path | None = None
+
+    def password_value(self) -> str | None:
+        if self.password_file is not None:
+            return read_secret_file(self.password_file, "ROTATOR_BOT_KEYS__DB__PASSWORD_FILE")
+        return _secret(self.password, None, "")
+
+    def encryption_key_value(self) -> str | None:
+        return _secret(self.encryption_key, self.encryption_key_file, "ROTATOR_BOT_KEYS__DB__ENCRYPTION_KEY_FILE")
+
+
+class BotKeysSettings(_Section):
+    lifetime_days: int = Field(30, ge=1, le=3650)
+    store: Literal["secretsmanager", "gen3workflow-db"] = "secretsmanager"
+    db: DbSettings = DbSettings()
+    secret_prefix: str | None = Field(None, min_length=1, max_length=400, pattern=r"^[A-Za-z0-9/_+=.@-]+$")
+    orphan_grace_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+    verify_timeout_seconds: float = Field(120, ge=0, le=3600)
+    """A new key must answer sts:GetCallerIdentity within this before readers can take it (0: no check)."""
+
+    @model_validator(mode="after")
+    def _store_is_usable(self) -> "BotKeysSettings":
+        if self.store != "gen3workflow-db":
+            return self
+        db, var = self.db, "ROTATOR_BOT_KEYS__DB__"
+        missing = [f"{var}{name.upper()} (or DB_{name.upper()} in the Gen3Workflow config)"
+                   for name in ("host", "user", "database") if not getattr(db, name)]
+        if not (db.password or db.password_file):
+            missing.append(f"{var}PASSWORD_FILE (or DB_PASSWORD in the Gen3Workflow config)")
+        if not (db.encryption_key or db.encryption_key_file):
+            missing.append(f"{var}ENCRYPTION_KEY_FILE (or ENCRYPTION_KEY in the Gen3Workflow config)")
+        if missing:
+            raise ValueError("store gen3workflow-db needs " + ", ".join(missing))
+        for path, name in ((db.password_file, "PASSWORD_FILE"), (db.encryption_key_file, "ENCRYPTION_KEY_FILE"),
+                           (db.sslrootcert, "SSLROOTCERT")):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{var}{name}: {path} is not a file")
+        return self
+
+
+_URL = r"^https?://[^\s/$.?#][^\s]*$"
+
+
 
 
 class SeqeraSettings(_Section):
@@ -379,16 +436,27 @@ def _read_gen3workflow_config(path: Path) -> tuple[dict[str, Any], dict[str, str
         raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: {path} is not valid YAML{where}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: {path} is not a YAML mapping")
+    driver = raw.get("DB_DRIVER")
+    if driver not in (None, "") and not str(driver).startswith("postgresql"):
+        raise ConfigError(f"ROTATOR_GEN3WORKFLOW_CONFIG: DB_DRIVER in {path} is not PostgreSQL (gen3workflow-db needs postgresql)")
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for key, target in GEN3WORKFLOW_KEYS.items():
-        if raw.get(key) in (None, ""):
+        value, origin = raw.get(key), f"{key} in {path}"
+        if key in SERVICE_ENV_OVERRIDES and os.environ.get(key):
+            value, origin = os.environ[key], f"{key} in the environment (overriding {path}, as the service does)"
+        if value in (None, ""):
             continue
         node = values
         for part in target[:-1]:
             node = node.setdefault(part, {})
-        node[target[-1]] = raw[key]
-        origins[env_name(target)] = f"{key} in {path}"
+        node[target[-1]] = value
+        origins[env_name(target)] = origin
+    db = values.get("bot_keys", {}).get("db", {})
+    if all(db.get(k) for k in ("host", "user", "password", "database", "encryption_key")):
+        # The service keeps its bot keys in its own table: store them where it reads them.
+        values["bot_keys"]["store"] = "gen3workflow-db"
+        origins[env_name(("bot_keys", "store"))] = f"DB_* and ENCRYPTION_KEY in {path}"
     return values, origins
 
 
@@ -428,6 +496,9 @@ def load_settings() -> Settings:
     known = _known_env_names()
     links = set(service_link_names(environ))
     unknown = sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known and k not in links)
+    from_files = sorted(k for k in environ if k.upper() in _VALUE_ONLY_FROM_FILES)
+    if from_files:
+        raise ConfigError("; ".join(f"{k}: set {k}{_VALUE_ONLY_FROM_FILES[k.upper()]} (a mounted file) instead" for k in from_files))
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)} (see the README's settings table)")
 
@@ -471,3 +542,13 @@ def _describe(exc: ValidationError, origins: Mapping[str, str], environ: Mapping
         # Never echo the input: it may be a token.
         lines.append(f"{name}{origin}: {message}")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def with_store(settings: Settings, store: str) -> Settings:
+    """The same settings with another bot-key store, validated (ConfigError if that store lacks settings)."""
+    try:
+        bot_keys = BotKeysSettings.model_validate({**settings.bot_keys.model_dump(), "store": store})
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"ROTATOR_BOT_KEYS__STORE={store}: {problems}") from None
+    return settings.model_copy(update={"bot_keys": bot_keys})

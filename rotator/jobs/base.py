@@ -73,6 +73,17 @@ class RunContext:
             self._cache[key] = factory()
         return self._cache[key]
 
+    def close(self) -> None:
+        """Release what the run opened (a database pool…)."""
+        for shared in self._cache.values():
+            close = getattr(shared, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001, S110 - closing never fails a run
+                    pass
+        self._cache.clear()
+
     @property
     def account(self) -> AccountSnapshot:
         from rotator.inventory import AccountSnapshot

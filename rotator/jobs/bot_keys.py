@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 import structlog
 
 from rotator import inventory
-from rotator.aws import describe_error, error_code, is_ambiguous, is_throttling
+from rotator.aws import SafeError, describe_error, error_code, is_ambiguous, is_throttling
 from rotator.concurrency import Progress, ordered_map
+from rotator.errors import ConfigError
 from rotator.executor import per_unit, record
 from rotator.jobs import _keys
 from rotator.jobs._keys import KeyObservation, KeyPlan
@@ -181,7 +182,16 @@ class BotKeysJob:
     permissions = _keys.PERMISSIONS + ("iam:CreateAccessKey",) + SecretsManagerStore.permissions
 
     def prepare(self, ctx: RunContext) -> None:
-        self.store(ctx)
+        store = self.store(ctx)  # ConfigError: an unusable store setting (exit 2)
+        check = getattr(store, "check", None)
+        if check is not None:
+            try:
+                check()  # a missing table or a wrong ENCRYPTION_KEY is a ConfigError: exit 2, nothing touched
+            except ConfigError:
+                raise
+            except SafeError as exc:
+                # Unreachable: this job fails (exit 1) when it observes; the other jobs go on.
+                log.warning("store.unavailable", store=store.name, error=describe_error(exc))
 
     def store(self, ctx: RunContext) -> BotKeyStore:
         return ctx.shared("bot-key-store", lambda: make_store(ctx.settings, ctx.aws))
@@ -189,6 +199,8 @@ class BotKeysJob:
     def observe(self, ctx: RunContext) -> BotKeysObservation:
         settings = ctx.settings.bot_keys
         store = self.store(ctx)
+        if hasattr(store, "check"):
+            store.check()  # once passed, cached; raises when the database cannot be reached
         account = ctx.account
         bots = _keys.users_of_kind(account, "bot")
         report = account.report

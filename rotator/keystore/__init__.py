@@ -59,4 +59,17 @@ def make_store(settings, aws) -> BotKeyStore:
         if aws.region is None:
             raise ConfigError("bot-keys stores secrets in Secrets Manager: set AWS_REGION (or AWS_DEFAULT_REGION)")
         return SecretsManagerStore(aws.client("secretsmanager"), prefix=settings.bot_secret_prefix)
+    if settings.bot_keys.store == "gen3workflow-db":
+        from rotator.keystore.gen3workflow_db import Gen3WorkflowDbStore, conninfo_from
+
+        db = settings.bot_keys.db
+        return Gen3WorkflowDbStore(
+            conninfo=conninfo_from(
+                host=db.host, port=db.port, user=db.user, password=db.password_value(), dbname=db.database,
+                sslmode=db.sslmode, sslrootcert=str(db.sslrootcert) if db.sslrootcert else None,
+            ),
+            encryption_key=db.encryption_key_value(),
+            hostname=settings.hostname,
+            pool_size=min(settings.aws.concurrency, 8),
+        )
     raise ConfigError(f"ROTATOR_BOT_KEYS__STORE: unknown store {settings.bot_keys.store!r}")

@@ -85,7 +85,9 @@ class Gen3WorkflowDbStore:
         try:
             self._fernet = Fernet(encryption_key)
         except (ValueError, TypeError):
-            raise StoreMisconfigured("gen3workflow-db: ENCRYPTION_KEY is not a Fernet key (32 url-safe base64-encoded bytes)") from None
+            raise StoreMisconfigured(
+                "gen3workflow-db: ENCRYPTION_KEY is not a Fernet key (32 url-safe base64-encoded bytes)"
+            ) from None
         if pool_size < 1 or connect_timeout <= 0:
             raise StoreMisconfigured("gen3workflow-db: pool_size must be at least 1 and connect_timeout positive")
         self.hostname = hostname
@@ -125,6 +127,11 @@ class Gen3WorkflowDbStore:
     def entries(self, user_name: str) -> list[NewKey]:
         """The user's keys with their secrets, newest first (for migrating between stores)."""
         return [NewKey(user=user_name, key_id=r.key_id, created=r.created, secret=r.secret) for r in self._read(user_name)]
+
+    def add_pending(self, key: NewKey) -> None:
+        """Nothing: every row of the table is the service's to take (the newest first), so a key is
+        written only by ``add``, once verified. A run killed meanwhile leaves an unstored key, which
+        the orphan rule deletes after the grace period."""
 
     def add(self, key: NewKey) -> None:
         """Insert the key (or replace its secret and time if this user already has it), under the user's lock."""
@@ -258,7 +265,8 @@ class Gen3WorkflowDbStore:
             reason = self._last_connect_error or f"no connection within {self._connect_timeout:g}s"
             raise DatabaseUnreachable(f"database unreachable: {self.endpoint}: {reason}") from None
         except pg_errors.LockNotAvailable:
-            raise StoreConflict(f"another writer held the user's lock for {STATEMENT_TIMEOUT_MS // 1000}s on {self.endpoint}") from None
+            waited = STATEMENT_TIMEOUT_MS // 1000
+            raise StoreConflict(f"another writer held the user's lock for {waited}s on {self.endpoint}") from None
         except psycopg.OperationalError as exc:
             if exc.sqlstate is None:  # no answer, or refused before a session: network, authentication, pg_hba
                 raise DatabaseUnreachable(f"database unreachable: {self.endpoint}: {self._reason(exc)}") from None
@@ -266,6 +274,11 @@ class Gen3WorkflowDbStore:
         except psycopg.Error as exc:
             if isinstance(exc, pg_errors.UndefinedTable):
                 raise StoreMisconfigured(_missing_table(self.endpoint)) from None
+            if isinstance(exc, pg_errors.InsufficientPrivilege):
+                raise StoreMisconfigured(
+                    f"gen3workflow-db: the database user may not use {TABLE} on {self.endpoint}:"
+                    " it needs SELECT, INSERT, UPDATE and DELETE"
+                ) from None
             raise DatabaseError(f"database error on {self.endpoint}: {type(exc).__name__} ({exc.sqlstate or 'client'})") from None
 
     def _connect_kwargs(self) -> dict[str, object]:
@@ -307,11 +320,12 @@ class Gen3WorkflowDbStore:
             types = dict(rows)
             if not types:
                 raise StoreMisconfigured(_missing_table(self.endpoint))
+            where = f"gen3workflow-db: table {TABLE} on {self.endpoint}"
             missing = [c for c in COLUMNS if c not in types]
             if missing:
-                raise StoreMisconfigured(f"gen3workflow-db: table {TABLE} on {self.endpoint} lacks column(s) {', '.join(missing)}")
+                raise StoreMisconfigured(f"{where} lacks column(s) {', '.join(missing)}")
             if types["created_time"] not in (NAIVE, AWARE):
-                raise StoreMisconfigured(f"gen3workflow-db: {TABLE}.created_time on {self.endpoint} is {types['created_time']}, not a timestamp")
+                raise StoreMisconfigured(f"{where}: created_time is {types['created_time']}, not a timestamp")
             self._created_type = types["created_time"]
         return self._created_type
 
