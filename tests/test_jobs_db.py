@@ -152,7 +152,6 @@ def test_a_driver_that_is_not_postgresql_is_refused(pg_db, tmp_path, monkeypatch
 
 def test_migrate_store_both_ways_from_the_command_line(aws, pg_db, tmp_path, monkeypatch, capsys):
     from rotator.keystore.secretsmanager import SecretsManagerStore
-    from rotator.model import NewKey
 
     monkeypatch.setenv("ROTATOR_GEN3WORKFLOW_CONFIG", str(service_config(tmp_path, pg_db)))
     monkeypatch.setenv("ROTATOR_BOT_KEYS__STORE", "secretsmanager")
