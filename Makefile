@@ -21,7 +21,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# The demo needs only the runtime and the emulator, not the development tools.
+DEMO_STAMP := $(VENV)/.installed-demo
+$(DEMO_STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e '.[demo]'
+	touch $@
+
+demo: $(DEMO_STAMP)
 	$(BIN)/rotator demo
 
 lint: $(STAMP)

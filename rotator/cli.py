@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="job to run (repeatable); default: all enabled jobs",
         )
         p.add_argument("--output", choices=("text", "json"), default="text", help="plan/outcome format on stdout")
+        p.add_argument("--user", action="append", metavar="NAME", help="limit the key jobs to this IAM user (repeatable)")
 
     p_plan = sub.add_parser("plan", help="show what would change; changes nothing")
     job_options(p_plan)
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["plan"] and "--apply" in argv:
+        print("rotator: plan never changes anything; to apply the plan, use: rotator run --apply", file=sys.stderr)
+        return EXIT_CONFIG
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         from rotator import demo
@@ -119,7 +124,7 @@ def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     aws = Aws()
     metrics = Metrics()
     metrics.instrument(aws)
-    result = Runner(settings, aws=aws).run(jobs, dry_run=dry_run)
+    result = Runner(settings, aws=aws).run(jobs, dry_run=dry_run, users=args.user)
     render = render_json if args.output == "json" else render_text
     print(render(result, command=args.command))
     if args.command == "run" and settings.metrics.pushgateway_url:

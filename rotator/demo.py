@@ -125,14 +125,21 @@ def end_state(aws, *, secret_prefix: str, now: datetime) -> str:
 
     iam = aws.client("iam")
     store = SecretsManagerStore(aws.client("secretsmanager"), prefix=secret_prefix)
-    rows = [("USER", "KEY", "AGE", "STATUS", "STORED (newest first)")]
+    from rotator.inventory import classify_user
+    from rotator.model import ManagedUser
+
+    rows = [("USER", "KEY", "AGE", "STATUS", "IN THE BOT-KEY STORE", "")]
     for page in iam.get_paginator("list_users").paginate():
         for user in sorted(page["Users"], key=lambda u: u["UserName"]):
             name = user["UserName"]
-            stored = store.stored_key_ids(name) if name.endswith("-bot") else frozenset()
+            tags = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=name)["Tags"]}
+            ours = isinstance(classify_user(name, tags, hostname=HOSTNAME), ManagedUser)
+            note = "" if ours else "decoy: never touched"
+            is_bot = ours and name.endswith("-bot")
+            stored = store.stored_key_ids(name) if is_bot else frozenset()
             keys = list_access_keys(iam, name)
             if not keys:
-                rows.append((name, "-", "", "", ""))
+                rows.append((name, "-", "", "", "", note))
             for key in keys:
                 age = now - key.created
                 rows.append(
@@ -141,7 +148,8 @@ def end_state(aws, *, secret_prefix: str, now: datetime) -> str:
                         key.key_id,
                         f"{age.days}d{age.seconds // 3600:02d}h",
                         "Active" if key.active else "Inactive",
-                        "yes" if key.key_id in stored else ("no" if name.endswith("-bot") else ""),
+                        ("stored" if key.key_id in stored else "not stored") if is_bot else "",
+                        note,
                     )
                 )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -177,8 +185,11 @@ def main() -> int:
             AWS_REGION="us-east-1",
             AWS_DEFAULT_REGION="us-east-1",
         )
-        for name in [k for k in os.environ if k.startswith("ROTATOR_")]:
+        ignored = sorted(k for k in os.environ if k.startswith("ROTATOR_"))
+        for name in ignored:
             del os.environ[name]
+        if ignored:
+            print(f"== the demo runs on its own settings: ignoring {', '.join(ignored)}\n")
         os.environ["ROTATOR_HOSTNAME"] = HOSTNAME
         os.environ.setdefault("ROTATOR_LOG__FORMAT", "console")
         settings = load_settings()

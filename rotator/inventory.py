@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 
 import structlog
@@ -38,14 +38,19 @@ class ReportUnavailable(Exception):
     pass
 
 
-def list_managed_users(iam, *, hostname: str) -> tuple[tuple[ManagedUser, ...], tuple[Skipped, ...]]:
-    """Users whose name starts with ``gen3wf-`` and whose ``name`` tag is ``gen3wf-<H>``."""
+def list_managed_users(
+    iam, *, hostname: str, exclude: Collection[str] = ()
+) -> tuple[tuple[ManagedUser, ...], tuple[Skipped, ...]]:
+    """Users whose name starts with ``gen3wf-`` and whose ``name`` tag is ``gen3wf-<H>``.
+
+    ``exclude``: IAM user names or Gen3 user ids never touched (skipped and counted).
+    """
     managed: list[ManagedUser] = []
     skipped: list[Skipped] = []
     for page in iam.get_paginator("get_account_authorization_details").paginate(Filter=["User"]):
         for detail in page.get("UserDetailList", []):
             tags = {t["Key"]: t["Value"] for t in detail.get("Tags", [])}
-            found = classify_user(detail["UserName"], tags, hostname=hostname)
+            found = classify_user(detail["UserName"], tags, hostname=hostname, exclude=exclude)
             if isinstance(found, ManagedUser):
                 managed.append(found)
             elif isinstance(found, Skipped):
@@ -54,7 +59,7 @@ def list_managed_users(iam, *, hostname: str) -> tuple[tuple[ManagedUser, ...], 
     return tuple(managed), tuple(skipped)
 
 
-def classify_user(name: str, tags: dict[str, str], *, hostname: str) -> ManagedUser | Skipped | None:
+def classify_user(name: str, tags: dict[str, str], *, hostname: str, exclude: Collection[str] = ()) -> ManagedUser | Skipped | None:
     """Ours, ours but malformed, or not ours (None).
 
     The tag, not the name prefix, makes a user ours; a tagged user whose name does not
@@ -69,6 +74,8 @@ def classify_user(name: str, tags: dict[str, str], *, hostname: str) -> ManagedU
         return Skipped(name=name, reason="ambiguous: the service's rule builds this name for an end user and for a bot user")
     if parsed is None:
         return Skipped(name=name, reason=f"tagged {OWNER_TAG}={tag} but the name does not follow the gen3wf-<host>-<userid> rule")
+    if name in exclude or parsed.user_id in exclude:
+        return Skipped(name=name, reason="excluded by ROTATOR_EXCLUDE_USERS")
     return ManagedUser(name=name, kind=parsed.kind)
 
 
@@ -156,9 +163,12 @@ class AccountSnapshot:
     inventory the key jobs used.
     """
 
-    def __init__(self, iam, *, hostname: str) -> None:
+    def __init__(self, iam, *, hostname: str, exclude: Collection[str] = (), only: Collection[str] | None = None) -> None:
         self.iam = iam
         self.hostname = hostname
+        self.exclude = frozenset(exclude)
+        self.only = frozenset(only) if only is not None else None
+        """``--user``: the run is limited to these IAM user names."""
         self._users: tuple[ManagedUser, ...] | None = None
         self._skipped: tuple[Skipped, ...] = ()
         self._report_read = False
@@ -167,10 +177,17 @@ class AccountSnapshot:
 
     def _read_users(self) -> None:
         if self._users is None:
-            self._users, self._skipped = list_managed_users(self.iam, hostname=self.hostname)
+            users, self._skipped = list_managed_users(self.iam, hostname=self.hostname, exclude=self.exclude)
+            self._users = users if self.only is None else tuple(u for u in users if u.name in self.only)
             for s in self._skipped:
                 log.warning("user.skipped", user=s.name, reason=s.reason)
             log.info("inventory.users", managed=len(self._users), skipped=len(self._skipped))
+            if not users and not self._skipped:
+                log.warning(
+                    "inventory.no_users",
+                    tag=f"{OWNER_TAG}={owner_tag_value(self.hostname)}",
+                    hint=f"no users tagged {OWNER_TAG}={owner_tag_value(self.hostname)} (is ROTATOR_HOSTNAME right?)",
+                )
 
     @property
     def users(self) -> tuple[ManagedUser, ...]:

@@ -47,6 +47,7 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
                 "errors": list(plan.errors) if plan else [],
                 "error": job.error,
                 "brake": {"limit": job.brake.limit, "message": job.brake.message} if job.brake else None,
+                "not_run": job.not_run,
                 "actions": actions,
                 "summary": dict(Counter(a["outcome"] for a in actions)),
             }
@@ -88,7 +89,7 @@ def render_text(result: RunResult, *, command: str) -> str:
     shown: set[str] = set()
     for job in doc["jobs"]:
         summary = ", ".join(f"{n} {k}" for k, n in sorted(job["summary"].items())) or "no actions"
-        detail = job["detail"]
+        detail = job["detail"] if not job["not_run"] else f"not run ({job['not_run']})"
         lines.append(f"{job['job']}: {job['outcome']} · {detail} · {summary}")
         for s in job["skipped"]:
             if s["name"] not in shown:

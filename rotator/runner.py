@@ -46,6 +46,8 @@ class JobResult:
     brake: Brake | None = None
     error: str | None = None
     """Why the job could not plan or execute at all."""
+    not_run: str | None = None
+    """Why a job whose plan was fine was not executed (``brake on bot-keys``): nothing of the run changed."""
     duration_seconds: float = 0.0
 
     @property
@@ -57,7 +59,7 @@ class JobResult:
         """success | failed | refused | error"""
         if self.error:
             return ERROR
-        if self.brake:
+        if self.brake or self.not_run:
             return REFUSED
         if self.failed_actions or (self.plan and self.plan.errors):
             return FAILED_JOB
@@ -103,11 +105,15 @@ class Runner:
             self._account_id = account_id
         return self._account_id
 
-    def run(self, jobs: Sequence[str], *, dry_run: bool) -> RunResult:
+    def run(self, jobs: Sequence[str], *, dry_run: bool, users: Sequence[str] | None = None) -> RunResult:
+        """Run ``jobs``; ``users`` (IAM user names) limits the key jobs to those users."""
         # Every event of this run carries these fields, so one run's audit trail can be pulled out of the logs.
         with structlog.contextvars.bound_contextvars(run_id=uuid.uuid4().hex[:12], hostname=self.settings.hostname):
             selected = [get_job(name) for name in jobs]
-            ctx = RunContext(settings=self.settings, aws=self.aws, now=self.clock(), clock=self.clock)
+            ctx = RunContext(
+                settings=self.settings, aws=self.aws, now=self.clock(), clock=self.clock,
+                only_users=frozenset(users) if users else None,
+            )
             try:
                 for job in selected:
                     job.prepare(ctx)  # ConfigError (a token file, a region, the store): exit 2 before any change
@@ -123,7 +129,11 @@ class Runner:
 
         results = [self._plan(job, ctx) for job in jobs]
         if any(r.brake for r in results):
-            log.error("run.refused", reason="a safety brake refused a plan; nothing was changed")
+            braked = ", ".join(r.job for r in results if r.brake)
+            for result in results:
+                if not result.brake and result.plan is not None:
+                    result.not_run = f"brake on {braked}"
+            log.error("run.refused", reason="a safety brake refused a plan; nothing was changed", jobs=braked)
         else:
             executor = Executor(dry_run=dry_run)
             for job, result in zip(jobs, results, strict=True):
@@ -182,4 +192,5 @@ def _log_summary(result: JobResult, *, dry_run: bool) -> None:
         duration_seconds=round(result.duration_seconds, 3),
         error=result.error,
         brake=result.brake.limit if result.brake else None,
+        not_run=result.not_run,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -168,7 +169,14 @@ class Service:
         # The scheduler runs (and /healthz answers 200) from the start: a pod waiting for
         # AWS is alive, just not ready. Jobs are added once the identity check passed.
         self.scheduler.start()
-        self.start_http()
+        try:
+            self.start_http()
+        except OSError as exc:  # a busy port, an address not on this host
+            address = f"{self.settings.metrics.bind_address}:{self.settings.metrics.port}"
+            log.error("config.invalid", error=f"cannot listen on {address}: {exc.strerror or exc}")
+            print(f"rotator: cannot listen on {address} (ROTATOR_METRICS__PORT / __BIND_ADDRESS): {exc.strerror or exc}", file=sys.stderr)
+            self.scheduler.shutdown(wait=False)
+            return EXIT_CONFIG
         try:
             self.establish_identity()
         except AccountNotAllowed as exc:

@@ -362,6 +362,8 @@ class Settings(BaseSettings):
     gen3workflow_config: Path | None = None
     dry_run: bool = True
     allowed_account_ids: list[AccountId] | None = None
+    exclude_users: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(default_factory=list)
+    """IAM user names or Gen3 user ids never touched (skipped and counted)."""
     user_keys: UserKeysSettings = UserKeysSettings()
     bot_keys: BotKeysSettings = BotKeysSettings()
     run_secrets: RunSecretsSettings = RunSecretsSettings()
@@ -530,6 +532,16 @@ def _describe_unparsable(environ: Mapping[str, str]) -> str:
     return "invalid configuration: " + "; ".join(f"{name}: not valid JSON" for name in bad)
 
 
+# Clearer words than pydantic's for the settings people get wrong most.
+_LIST_OF_IDS = "expected a JSON list of 12-digit strings, e.g. '[\"123456789012\"]'"
+_EXPECTED: dict[str, dict[str, str]] = {
+    "ROTATOR_ALLOWED_ACCOUNT_IDS": {"list_type": _LIST_OF_IDS, "string_pattern_mismatch": _LIST_OF_IDS, "string_type": _LIST_OF_IDS},
+    "ROTATOR_RUN_SECRETS__SEQERA__URL": {"string_pattern_mismatch": "expected an http(s) URL, e.g. https://seqera.example.org/api"},
+    "ROTATOR_RUN_SECRETS__TES__URL": {"string_pattern_mismatch": "expected an http(s) URL ending in /ga4gh/tes/v1"},
+    "ROTATOR_EXCLUDE_USERS": {"list_type": "expected a JSON list of IAM user names or Gen3 user ids, e.g. '[\"42\"]'"},
+}
+
+
 def _describe(exc: ValidationError, origins: Mapping[str, str], environ: Mapping[str, str]) -> str:
     lines = []
     for error in exc.errors():
@@ -538,6 +550,7 @@ def _describe(exc: ValidationError, origins: Mapping[str, str], environ: Mapping
             lines.append(f"{name}: required (or HOSTNAME in the file named by ROTATOR_GEN3WORKFLOW_CONFIG)")
             continue
         message = error["msg"].removeprefix("Value error, ")
+        message = _EXPECTED.get(name, {}).get(error["type"], message)
         origin = "" if name in environ else (f" (from {origins[name]})" if name in origins else "")
         # Never echo the input: it may be a token.
         lines.append(f"{name}{origin}: {message}")

@@ -65,6 +65,8 @@ class RunContext:
     clock: Callable[[], datetime]
     account_id: str | None = None
     """Set once the AWS identity was checked."""
+    only_users: frozenset[str] | None = None
+    """``--user``: limit the run to these IAM user names."""
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def shared(self, key: str, factory: Callable[[], T]) -> T:
@@ -88,7 +90,12 @@ class RunContext:
     def account(self) -> AccountSnapshot:
         from rotator.inventory import AccountSnapshot
 
-        return self.shared("account", lambda: AccountSnapshot(self.aws.client("iam"), hostname=self.settings.hostname))
+        return self.shared(
+            "account",
+            lambda: AccountSnapshot(
+                self.aws.client("iam"), hostname=self.settings.hostname, exclude=self.settings.exclude_users, only=self.only_users
+            ),
+        )
 
 
 class Job(Protocol):
