@@ -15,7 +15,7 @@ import structlog
 from rotator import __version__, logs
 from rotator.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, ConfigError
 from rotator.jobs import JOB_NAMES
-from rotator.settings import Settings, load_settings, service_link_names
+from rotator.settings import Settings, effective_settings, load_settings_with_sources, service_link_names
 
 log = structlog.get_logger("rotator.cli")
 
@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run", action="append", metavar="RUN_ID", help="restore this run's secrets (repeatable)")
     which.add_argument("--all", action="store_true", help="restore everything run-secrets scheduled for deletion")
     p_restore.add_argument("--output", choices=("text", "json"), default="text")
+    p_config = sub.add_parser(
+        "config",
+        help="print the effective settings and where each came from (secrets masked); validates, no AWS call",
+        description="Validate the settings and print each with its source: the environment, the Gen3Workflow config"
+        " file, or the default. Secrets are masked. Makes no AWS call. Exit 0 valid, 2 invalid.",
+    )
+    p_config.add_argument("--output", choices=("text", "json"), default="text")
     p_migrate = sub.add_parser(
         "migrate-store",
         help="copy stored bot keys from one store to another, verified (dry-run unless --apply)",
@@ -81,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.main()
     configured = False
     try:
-        settings = load_settings()
+        settings, origins = load_settings_with_sources()
+        if args.command == "config":
+            return config_command(args, settings, origins)
         logs.configure(format=settings.log.format, level=settings.log.level)
         configured = True
         links = service_link_names()
@@ -150,6 +159,22 @@ def push_metrics(metrics, settings: Settings, jobs: Sequence[str]) -> None:
         username=settings.metrics.pushgateway_username,
         password=password,
     )
+
+
+def config_command(args: argparse.Namespace, settings: Settings, origins) -> int:
+    import json
+
+    rows = effective_settings(settings, origins)
+    if args.output == "json":
+        print(json.dumps({"command": "config", "valid": True, "settings": [
+            {"variable": v, "value": value, "source": source} for v, value, source in rows]}, indent=2))
+        return EXIT_OK
+    width = max(len(v) for v, _, _ in rows)
+    value_width = min(max(len(value) for _, value, _ in rows), 40)
+    print("settings are valid; their effective values (secrets masked):\n")
+    for variable, value, source in rows:
+        print(f"{variable.ljust(width)}  {value.ljust(value_width)}  {source}".rstrip())
+    return EXIT_OK
 
 
 def migrate_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -494,6 +494,11 @@ def service_link_names(environ: Mapping[str, str] | None = None) -> list[str]:
 
 def load_settings() -> Settings:
     """Read and validate all settings from the environment, or raise ConfigError naming the bad variable."""
+    return load_settings_with_sources()[0]
+
+
+def load_settings_with_sources() -> tuple[Settings, dict[str, str]]:
+    """The settings, and for each variable the Gen3Workflow config key it came from (if any)."""
     environ = os.environ
     known = _known_env_names()
     links = set(service_link_names(environ))
@@ -510,11 +515,50 @@ def load_settings() -> Settings:
     if config_path:
         init, origins = _read_gen3workflow_config(Path(config_path))
     try:
-        return Settings(**init)
+        return Settings(**init), origins
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origins, environ)) from None
     except SettingsError:
         raise ConfigError(_describe_unparsable(environ)) from None
+
+
+def effective_settings(settings: Settings, origins: Mapping[str, str], environ: Mapping[str, str] | None = None):
+    """(variable, value, source) for every setting: secrets masked; source env, the Gen3Workflow config, or default."""
+    environ = os.environ if environ is None else environ
+    present = {k.upper() for k in environ}
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: BaseModel, path: tuple[str, ...]) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            here = (*path, name)
+            if isinstance(value, BaseModel):
+                walk(value, here)
+                continue
+            variable = env_name(here)
+            if variable in present or any(variable.startswith(env_name(here[:i]) + "__") and env_name(here[:i]) in present
+                                           for i in range(1, len(here))):
+                source = "environment"
+            elif variable in origins:
+                source = origins[variable]
+            else:
+                source = "default"
+            rows.append((variable, _show(value), source))
+
+    walk(settings, ())
+    return rows
+
+
+def _show(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return "******** (set)" if value.get_secret_value() else ""
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _describe_unparsable(environ: Mapping[str, str]) -> str:

@@ -108,3 +108,23 @@ def test_a_busy_port_exits_2_with_one_line(aws, monkeypatch, capsys):
         busy.close()
     assert code == 2
     assert capsys.readouterr().err.count("rotator: cannot listen on 127.0.0.1") == 1
+
+
+def test_config_shows_values_and_sources_with_secrets_masked(monkeypatch, capsys, tmp_path):
+    config = tmp_path / "gen3-workflow-config.yaml"
+    config.write_text(f"HOSTNAME: {HOST}\nIAM_KEYS_LIFETIME_DAYS: 14\nDB_PASSWORD: db-pa55word\n")
+    monkeypatch.setenv("ROTATOR_GEN3WORKFLOW_CONFIG", str(config))
+    monkeypatch.setenv("ROTATOR_RUN_SECRETS__SEQERA__TOKEN", "seqera-t0ken-value")
+    monkeypatch.setenv("ROTATOR_DRY_RUN", "false")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # any AWS call would fail loudly
+    assert cli.main(["config", "--output", "json"]) == 0
+    out = capsys.readouterr().out
+    rows = {r["variable"]: (r["value"], r["source"]) for r in json.loads(out)["settings"]}
+    assert rows["ROTATOR_DRY_RUN"] == ("false", "environment")
+    assert rows["ROTATOR_HOSTNAME"] == (HOST, f"HOSTNAME in {config}")
+    assert rows["ROTATOR_USER_KEYS__LIFETIME_DAYS"] == ("14", f"IAM_KEYS_LIFETIME_DAYS in {config}")
+    assert rows["ROTATOR_BOT_KEYS__LIFETIME_DAYS"] == ("30", "default")
+    assert rows["ROTATOR_RUN_SECRETS__SEQERA__TOKEN"] == ("******** (set)", "environment")
+    assert "seqera-t0ken-value" not in out and "db-pa55word" not in out
+    monkeypatch.setenv("ROTATOR_DRY_RUN", "maybe")
+    assert cli.main(["config"]) == 2
