@@ -107,6 +107,8 @@ class Action:
     replica_regions: tuple[str, ...] = ()
     arn: str | None = None
     """The secret's ARN as listed: a secret deleted and re-created under the same name is another ARN."""
+    reason_code: str = ""
+    """Stable, for scripts: expired, inactive, orphan, rotation, missing-key, stale-entry, run-finished, run-expired."""
 
     @property
     def is_deletion(self) -> bool:
@@ -122,6 +124,8 @@ class Outcome:
     error: str | None = None
     verification: Verification | None = None
     """For a created bot key: how proving it worked went."""
+    created_key_id: str | None = None
+    """For a created bot key that is now stored: its id (never its secret)."""
 
 
 @dataclass(frozen=True)

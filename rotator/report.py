@@ -21,16 +21,23 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
         actions = []
         for action in job.plan.actions if job.plan else ():
             outcome = outcomes.get(id(action))
-            actions.append(
-                {
-                    "job": action.job,
-                    "kind": action.kind,
-                    "target": action.target,
-                    "reason": action.reason,
-                    "outcome": outcome.result if outcome else ("refused" if job.brake else "not-run"),
-                    "error": outcome.error if outcome else None,
-                }
-            )
+            entry = {
+                "job": action.job,
+                "kind": action.kind,
+                "target": action.target,
+                "reason": action.reason,
+                "outcome": outcome.result if outcome else ("refused" if job.brake else "not-run"),
+                "error": outcome.error if outcome else None,
+                # Separate fields for scripts: a secret's name contains "/" too.
+                "reason_code": action.reason_code,
+                "user": action.user,
+                "key_id": action.key_id,
+                "secret": action.target if action.run_id is not None else None,
+                "run_id": action.run_id,
+            }
+            if outcome and outcome.created_key_id:
+                entry["created_key_id"] = outcome.created_key_id
+            actions.append(entry)
         plan = job.plan
         jobs.append(
             {
@@ -56,6 +63,8 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
     return {
         "command": command,
         "version": __version__,
+        "run_id": result.run_id,
+        "hostname": result.hostname,
         "now": result.now.isoformat(),
         "account_id": result.account_id,
         "dry_run": result.dry_run,

@@ -74,6 +74,9 @@ class RunResult:
     jobs: list[JobResult]
     user_quota: UserQuota | None = None
     """The account's IAM users against their quota (None: not read, or could not be)."""
+    run_id: str = ""
+    """The ``run_id`` every log event of this run carries."""
+    hostname: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -108,7 +111,8 @@ class Runner:
     def run(self, jobs: Sequence[str], *, dry_run: bool, users: Sequence[str] | None = None) -> RunResult:
         """Run ``jobs``; ``users`` (IAM user names) limits the key jobs to those users."""
         # Every event of this run carries these fields, so one run's audit trail can be pulled out of the logs.
-        with structlog.contextvars.bound_contextvars(run_id=uuid.uuid4().hex[:12], hostname=self.settings.hostname):
+        run_id = uuid.uuid4().hex[:12]
+        with structlog.contextvars.bound_contextvars(run_id=run_id, hostname=self.settings.hostname):
             selected = [get_job(name) for name in jobs]
             ctx = RunContext(
                 settings=self.settings, aws=self.aws, now=self.clock(), clock=self.clock,
@@ -119,7 +123,9 @@ class Runner:
                     job.prepare(ctx)  # ConfigError (a token file, a region, the store): exit 2 before any change
                 account_id = ctx.account_id = self.check_identity()
                 with structlog.contextvars.bound_contextvars(account=account_id):
-                    return self._run(selected, ctx, dry_run=dry_run, account_id=account_id)
+                    result = self._run(selected, ctx, dry_run=dry_run, account_id=account_id)
+                result.run_id, result.hostname = run_id, self.settings.hostname
+                return result
             finally:
                 ctx.close()
 

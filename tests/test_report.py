@@ -50,7 +50,9 @@ def test_json_document_shape_and_outcomes():
     users, bots, secrets = doc["jobs"]
     assert users["outcome"] == "success" and users["managed_users"] == 2 and users["managed"] == 4
     assert users["actions"] == [{"job": "user-keys", "kind": "delete-key", "target": "gen3wf-h-1/AKIA1",
-                                 "reason": "expired: 34d > 30d", "outcome": "done", "error": None}]
+                                 "reason": "expired: 34d > 30d", "outcome": "done", "error": None,
+                                 "reason_code": "", "user": "gen3wf-h-1", "key_id": "AKIA1", "secret": None, "run_id": None}]
+    assert secrets["actions"][0]["secret"] == "tower-abc/TOKEN"
     assert bots["outcome"] == "failed" and bots["actions"][0]["error"].startswith("CreateAccessKey")
     assert bots["errors"] == ["gen3wf-h-2-bot: store unreadable: ValueError"]
     assert secrets["states"] == {"finished": 1, "active": 2} and secrets["managed_users"] is None
@@ -85,3 +87,32 @@ def test_a_job_that_could_not_plan():
     assert "nothing to do" in text
     assert "user-keys: error · not planned · no actions" in text
     assert "  error: GetAccountAuthorizationDetails: AccessDenied" in text
+
+
+def test_the_json_document_follows_its_schema(aws, monkeypatch):
+    """Every job's JSON output, from a real run, validates against the schema shipped in the package."""
+    from importlib.resources import files
+
+    import jsonschema
+    from freezegun import freeze_time
+
+    from helpers import HOST, T0, TAG, days, make_key, make_user
+    from rotator.names import bot_user_name, iam_user_name
+    from rotator.runner import Runner
+    from rotator.settings import load_settings
+
+    schema = json.loads(files("rotator.schemas").joinpath("run-document.schema.json").read_text())
+    monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
+    iam, sm = aws.client("iam"), aws.client("secretsmanager")
+    with freeze_time(T0):
+        make_user(iam, iam_user_name(HOST, "1"), TAG)
+        make_user(iam, bot_user_name(HOST, "1"), TAG)
+        make_key(iam, iam_user_name(HOST, "1"), created=T0)
+        sm.create_secret(Name="tower-abc/TOKEN", SecretString="v")
+    with freeze_time(T0 + days(40)):
+        for dry_run in (True, False):
+            result = Runner(load_settings(), aws=aws).run(["user-keys", "bot-keys", "run-secrets"], dry_run=dry_run)
+            document = json.loads(render_json(result, command="plan" if dry_run else "run"))
+            jsonschema.validate(document, schema)
+    codes = {a["reason_code"] for j in document["jobs"] for a in j["actions"]}
+    assert codes == {"expired", "missing-key", "run-expired"}

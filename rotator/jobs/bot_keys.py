@@ -126,6 +126,7 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) 
             kind=FORGET_KEY,
             target=key_target(user, key_id),
             reason="stored key no longer exists in IAM",
+            reason_code="stale-entry",
             user=user.name,
             key_id=key_id,
         )
@@ -146,6 +147,7 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) 
                     job=NAME,
                     kind=CREATE_KEY,
                     target=user.name,
+                    reason_code="missing-key",
                     reason=(f"{live} of {KEYS_PER_BOT} live keys" if live else "no live key")
                     + (VERIFY_NOTE if settings.verify_timeout_seconds else ""),
                     user=user.name,
@@ -451,7 +453,8 @@ class _BotUserExecution:
             return record(Outcome(action, FAILED, error, verification=verification))
         log.info("key.verified", user=key.user, key_id=key.key_id, seconds=round(verification.seconds, 3))
         outcome = self._store_new_key(action, key)
-        return Outcome(outcome.action, outcome.result, outcome.error, verification=verification)
+        created = key.key_id if outcome.result == DONE else None
+        return Outcome(outcome.action, outcome.result, outcome.error, verification=verification, created_key_id=created)
 
     def _store_new_key(self, action: Action, key: NewKey) -> Outcome:
         try:

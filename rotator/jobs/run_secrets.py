@@ -150,6 +150,7 @@ def plan_run_secrets(
                     kind=DELETE_SECRET,
                     target=secret.name,
                     reason=reason,
+                    reason_code="run-finished" if state == "finished" else "run-expired",
                     run_id=secret.run_id,
                     replica_regions=secret.replica_regions or (),
                     arn=secret.arn,

@@ -1,0 +1,1 @@
+"""JSON Schemas of rotator's documents (shipped with the package)."""
