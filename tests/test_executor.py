@@ -65,7 +65,7 @@ def test_limit_exceeded_means_someone_else_created_the_key(aws, store):
     make_key(iam, BOT, created=T0 + days(1), store=store)  # "another actor"
     outcomes = execute(aws, [create(BOT)])
     assert outcomes[0].result == "skipped"
-    assert "two keys" in outcomes[0].error
+    assert "another runner" in outcomes[0].error
     assert len(key_ids(iam, BOT)) == 2
 
 

@@ -54,6 +54,7 @@ log = structlog.get_logger("rotator.jobs.bot_keys")
 
 NAME = "bot-keys"
 KEYS_PER_BOT = 2  # AWS allows two keys per IAM user; the service wants two live bot keys
+CONCURRENT = "another runner is changing this user's keys (it finishes the job); the next run re-plans"
 VERIFY_NOTE = ", verified before use"  # sts:GetCallerIdentity with the new key, before readers can take it
 
 
@@ -333,6 +334,8 @@ class _BotUserExecution:
                 stopped = "an earlier action for this user failed"
             elif outcome.result == SKIPPED and action.kind == DELETE_KEY:
                 stopped = "the key it replaces was kept"
+            elif outcome.result == SKIPPED and outcome.error == CONCURRENT:
+                stopped = "another runner is working on this user"
 
     # --- the store first ------------------------------------------------------------
 
@@ -387,7 +390,7 @@ class _BotUserExecution:
                 if room is None:
                     return record(Outcome(action, FAILED, f"{describe_error(exc)}; then the keys could not be listed"))
                 if not room:
-                    return record(Outcome(action, SKIPPED, "user already has two keys (created concurrently); next run re-plans"))
+                    return record(Outcome(action, SKIPPED, CONCURRENT))
                 continue
             key = self._new_key(user, created)
             del created
@@ -496,7 +499,10 @@ class _BotUserExecution:
         except Exception as exc:  # noqa: BLE001
             return record(Outcome(action, FAILED, f"LimitExceeded, then {describe_error(exc)}"))
         if sum(1 for k in keys if k.active) >= KEYS_PER_BOT:
-            return record(Outcome(action, SKIPPED, "user already has two keys (created concurrently); next run re-plans"))
+            return record(Outcome(action, SKIPPED, CONCURRENT))
+        if {k.key_id for k in keys} - self._before.get(action.user, frozenset()):
+            # A key this run never saw: another runner is working on this user (its plan finishes the job).
+            return record(Outcome(action, SKIPPED, CONCURRENT))
         return record(Outcome(action, FAILED, f"LimitExceeded with {len(keys)} keys listed"))
 
 
