@@ -12,7 +12,7 @@ IMAGE ?= $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/)gen3wf-rotator:$(VERSION
 BASE_IMAGE ?= python:3.11-slim
 EXTRAS ?=
 
-.PHONY: demo test bench lint clean venv wheels image push
+.PHONY: demo test bench chaos lint clean venv wheels image push
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ demo: $(DEMO_STAMP)
 	$(BIN)/rotator demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check rotator tests bench scripts
+	$(BIN)/ruff check rotator tests bench scripts chaos
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -54,6 +54,11 @@ push:
 	@test -z "$(EXTRAS)" || { echo "make push pushes the production image: leave EXTRAS empty"; exit 2; }
 	$(MAKE) image IMAGE=$(IMAGE)
 	docker push $(IMAGE)
+
+# The fault-injection suite (not part of `make test`): the full sets; CI runs CHAOS_ARGS=--quick.
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(BIN)/python chaos/run.py $(CHAOS_ARGS)
 
 # Performance and memory targets (not part of `make test`).
 bench: $(STAMP)

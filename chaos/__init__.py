@@ -1,0 +1,1 @@
+"""Fault-injection suite for rotator (make chaos): see chaos/run.py."""
