@@ -46,6 +46,11 @@ class Aws:
     def on(self, event: str, handler: Any, *, unique_id: str) -> None:
         """Register a botocore event handler on every client, present and future."""
         with self._lock:
+            # The same unique_id again replaces the handler (a new Metrics for the same clients).
+            for old_event, _old, uid in [h for h in self._hooks if h[2] == unique_id]:
+                for client in self._clients.values():
+                    client.meta.events.unregister(old_event, unique_id=uid)
+            self._hooks = [h for h in self._hooks if h[2] != unique_id]
             self._hooks.append((event, handler, unique_id))
             for client in self._clients.values():
                 client.meta.events.register_first(event, handler, unique_id=unique_id)

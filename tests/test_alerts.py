@@ -52,7 +52,7 @@ def test_every_alert_is_unit_tested():
     tested = {t["alertname"] for case in tests for t in case.get("alert_rule_test", [])}
     assert alerts == tested == {
         "RotatorJobFailing", "RotatorNoRecentSuccess", "RotatorBotUsersUnhealthy", "RotatorSafetyBrakeTripped", "RotatorExpiredKeysLeft",
-        "RotatorDryRun",
+        "RotatorDryRun", "RotatorIamUserQuotaNearlyFull",
     }
 
 
@@ -71,6 +71,23 @@ def test_no_recent_success_also_covers_never_and_absent():
         for alert in t["exp_alerts"]
     }
     assert fired == {r["labels"]["reason"] for r in rules}  # each shape is seen firing in a unit test
+
+
+def test_iam_user_quota_alert_has_both_severities_and_each_is_seen_firing():
+    """Warning from 80 % of the quota, critical from 95 %; a missing quota (0) never divides."""
+    rules = _rules("RotatorIamUserQuotaNearlyFull")
+    assert {r["labels"]["severity"]: r["expr"] for r in rules} == {
+        "warning": "rotator_iam_users / (rotator_iam_users_quota > 0) >= 0.8 < 0.95",
+        "critical": "rotator_iam_users / (rotator_iam_users_quota > 0) >= 0.95",
+    }
+    assert all("dry_run" not in r["expr"] for r in rules)  # the count is read-only: it matters in dry-run too
+    tests = [case for path in PROMTOOL_TESTS for case in yaml.safe_load(path.read_text())["tests"]]
+    fired = {
+        alert["exp_labels"]["severity"]
+        for case in tests for t in case.get("alert_rule_test", []) if t["alertname"] == "RotatorIamUserQuotaNearlyFull"
+        for alert in t["exp_alerts"]
+    }
+    assert fired == {"warning", "critical"}
 
 
 def test_health_alerts_are_silent_in_dry_run():
@@ -100,7 +117,7 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
     proc = subprocess.run([promtool, "check", "rules", str(tmp_path / "dashboard-rules.yaml")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
-    for topic in ("runs", "actions", "key age", "bot users", "secrets", "throttl"):
+    for topic in ("runs", "actions", "key age", "bot users", "secrets", "throttl", "iam users vs quota"):
         assert topic in titles
 
 

@@ -3,6 +3,8 @@
 import copy
 import json
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,9 @@ import chart_readme  # noqa: E402
 
 SCENARIOS = sorted(CHART.glob("ci/*-values.yaml"))
 KUBE_VERSIONS = ("1.29.0", "1.37.0")
-CRD_GROUPS = ("monitoring.coreos.com/",)
+CRD_GROUPS = ("monitoring.coreos.com/", "iam.aws.crossplane.io/")
+UMBRELLA = Path(__file__).parent / "fixtures" / "umbrella"
+SECRET_FILES = "/var/run/secrets/rotator/"
 
 
 @pytest.fixture(scope="module")
@@ -94,21 +98,31 @@ def test_hardened_pod(chart, scenario):
     assert container["resources"]["limits"]["memory"]
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.stem)
-def test_rendered_environment_is_valid_rotator_configuration(chart, scenario, monkeypatch, tmp_path):
-    """Every variable the chart sets is one rotator knows, with a value it accepts."""
-    docs, _ = render(chart, values_of(scenario))
-    pod, _ = _container(docs)
+def load_pod_settings(pod, monkeypatch, tmp_path):
+    """rotator's settings from the container's exact environment, its mounted files made in tmp_path."""
     for var in pod["containers"][0]["env"]:
         value = var.get("value")
         if "valueFrom" in var:
             value = "from-a-kubernetes-secret"
         if var["name"] == "ROTATOR_GEN3WORKFLOW_CONFIG":
             config = tmp_path / "gen3-workflow-config.yaml"
-            config.write_text("HOSTNAME: data.example.org\nIAM_KEYS_LIFETIME_DAYS: 30\n")
+            config.write_text("HOSTNAME: data.example.org\nIAM_KEYS_LIFETIME_DAYS: 30\nDB_PASSWORD: x\nENCRYPTION_KEY: y\n")
             value = str(config)
+        elif value and value.startswith(SECRET_FILES):
+            mounted = tmp_path / value.removeprefix(SECRET_FILES)
+            mounted.parent.mkdir(parents=True, exist_ok=True)
+            mounted.write_text("secret-from-a-mounted-file\n")
+            value = str(mounted)
         monkeypatch.setenv(var["name"], value)
-    settings = load_settings()
+    return load_settings()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: p.stem)
+def test_rendered_environment_is_valid_rotator_configuration(chart, scenario, monkeypatch, tmp_path):
+    """Every variable the chart sets is one rotator knows, with a value it accepts."""
+    docs, _ = render(chart, values_of(scenario))
+    pod, _ = _container(docs)
+    settings = load_pod_settings(pod, monkeypatch, tmp_path)
     assert settings.hostname == "data.example.org"
 
 
@@ -134,22 +148,30 @@ def test_deployment_with_monitoring(chart):
     container = pod["containers"][0]
     assert container["args"] == ["serve"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    token = next(e for e in container["env"] if e["name"] == "ROTATOR_RUN_SECRETS__SEQERA__TOKEN")
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "seqera-token", "key": "token"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ROTATOR_RUN_SECRETS__SEQERA__TOKEN_FILE"] == "/var/run/secrets/rotator/seqera-token/token"
+    assert "ROTATOR_RUN_SECRETS__SEQERA__TOKEN" not in env
+    assert env["ROTATOR_METRICS__BIND_ADDRESS"] == "0.0.0.0"
+    volume = next(v for v in pod["volumes"] if v["name"] == "seqera-token")
+    assert volume["secret"]["secretName"] == "seqera-token" and volume["secret"]["items"] == [{"key": "token", "path": "token"}]
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
     assert rule["spec"] == yaml.safe_load((CHART / "files/prometheus-rules.yaml").read_text())
-    dashboard = next(d for d in docs if d["kind"] == "ConfigMap")
+    dashboard = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rotator-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["rotator.json"])["uid"] == "gen3wf-rotator"
 
 
 def test_optional_features_are_off_by_default(chart):
     docs, _ = render(chart, {"hostname": "data.example.org"})
-    assert sorted(d["kind"] for d in docs) == ["CronJob", "ServiceAccount"]
+    # the IAM policy's ConfigMap is no feature but the role's documentation: on by default
+    assert sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs) == [
+        "ConfigMap/rotator-iam-policy", "CronJob/rotator", "ServiceAccount/rotator"]
     pod, _ = _container(docs)
     assert pod["containers"][0]["args"] == ["run"]  # dry-run by default
+    docs, _ = render(chart, {"hostname": "data.example.org", "iamPolicy": {"configMap": False}})
+    assert sorted(d["kind"] for d in docs) == ["CronJob", "ServiceAccount"]
 
 
 def test_notes_warn_when_dry_run_is_on(chart):
@@ -175,6 +197,13 @@ def test_notes_warn_when_dry_run_is_on(chart):
         {"hostname": "data.example.org", "safety": {"maxDeletionFraction": 2}},
         {"hostname": "data.example.org", "runSecrets": {"recoveryWindowDays": 3}},
         {"hostname": ""},  # neither a hostname nor gen3-workflow's config
+        {"hostname": "", "global": {"hostname": ""}},
+        {"hostname": "data.example.org", "runSecrets": {"statusSource": "tes", "tes": {"url": "http://funnel:8000/ga4gh/tes/v1"}}},
+        {"hostname": "data.example.org", "cronjob": {"pushgatewayUrl": "http://user:pass@pushgateway:9091"}},  # a Secret instead
+        {"hostname": "data.example.org", "runSecrets": {"tes": {"basicAuthSecret": {"password": "plaintext"}}}},
+        {"hostname": "data.example.org", "networkPolicy": {"metrics": {"from": [{}]}}},  # an empty peer admits everyone
+        {"hostname": "data.example.org", "capacity": {"warnFraction": 1.5}},
+        {"hostname": "data.example.org", "userKeys": {"lifetimeDays": 0}},
     ],
 )
 def test_schema_rejects_bad_values(chart, values):
@@ -312,3 +341,334 @@ def test_one_image_name_for_make_the_chart_and_the_sidecar():
     assert built_image("image") == [default_image]
     registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
     assert built_image("push", f"REGISTRY={registry}/") == [f"{registry}/{default_image}"] * 2  # built, then pushed
+
+
+# --- tokens and passwords: files from existing Secrets, read at each run ------------------------
+
+ALL_CREDENTIALS = {
+    "hostname": "data.example.org",
+    "runSecrets": {
+        "statusSource": "seqera",
+        "seqera": {"url": "https://seqera.example.org/api", "tokenSecret": {"name": "seqera-token", "key": "api-token"}},
+        "tes": {"basicAuthSecret": {"name": "funnel-basic-auth"}},
+    },
+    "cronjob": {"pushgatewayUrl": "https://pushgateway.example.org", "pushgatewayAuthSecret": {"name": "pushgateway-auth"}},
+}
+
+
+def test_tokens_and_passwords_are_mounted_files_never_variables(chart, monkeypatch, tmp_path):
+    docs, _ = render(chart, ALL_CREDENTIALS)
+    pod, _ = _container(docs)
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    from_secrets = {name for name, e in env.items() if "valueFrom" in e}
+    assert from_secrets == {"ROTATOR_RUN_SECRETS__TES__USERNAME", "ROTATOR_METRICS__PUSHGATEWAY_USERNAME"}  # user names only
+    files = {name: e["value"] for name, e in env.items() if name.endswith("_FILE")}
+    assert files == {
+        "ROTATOR_RUN_SECRETS__SEQERA__TOKEN_FILE": "/var/run/secrets/rotator/seqera-token/token",
+        "ROTATOR_RUN_SECRETS__TES__PASSWORD_FILE": "/var/run/secrets/rotator/tes-password/password",
+        "ROTATOR_METRICS__PUSHGATEWAY_PASSWORD_FILE": "/var/run/secrets/rotator/pushgateway-password/password",
+    }
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for path in files.values():
+        directory, file = path.rsplit("/", 1)
+        mount = mounts[directory]
+        assert mount["readOnly"] is True and "subPath" not in mount  # a subPath mount never sees a rotated Secret
+        secret = volumes[mount["name"]]["secret"]
+        assert [item["path"] for item in secret["items"]] == [file]
+        assert secret["defaultMode"] == 0o440  # the pod's group (fsGroup) reads it, nobody else
+    assert volumes["seqera-token"]["secret"] == {"secretName": "seqera-token", "items": [{"key": "api-token", "path": "token"}],
+                                                 "defaultMode": 0o440}
+    assert volumes["pushgateway-password"]["secret"]["items"] == [{"key": "password", "path": "password"}]
+    assert env["ROTATOR_METRICS__PUSHGATEWAY_USERNAME"]["valueFrom"]["secretKeyRef"] == {"name": "pushgateway-auth", "key": "username"}
+    for version in KUBE_VERSIONS:
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
+    # rotator accepts exactly this environment, and reads the token anew at each use
+    settings = load_pod_settings(pod, monkeypatch, tmp_path)
+    token_file = settings.run_secrets.seqera.token_file
+    assert settings.run_secrets.seqera.token_value() == "secret-from-a-mounted-file"
+    token_file.write_text("rotated-token\n")
+    assert settings.run_secrets.seqera.token_value() == "rotated-token"
+
+
+def test_tes_token_is_a_file_and_the_pushgateway_auth_only_goes_with_a_pushgateway(chart):
+    docs, _ = render(chart, {"hostname": "data.example.org", "mode": "deployment",
+                             "runSecrets": {"tes": {"url": "http://funnel:8000/ga4gh/tes/v1", "tokenSecret": {"name": "tes-token"}}},
+                             "cronjob": {"pushgatewayAuthSecret": {"name": "pushgateway-auth"}}})
+    pod, _ = _container(docs)
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["ROTATOR_RUN_SECRETS__TES__TOKEN_FILE"] == "/var/run/secrets/rotator/tes-token/token"
+    assert not any(name.startswith("ROTATOR_METRICS__PUSHGATEWAY") for name in env)  # serve pushes nothing
+    assert {v["name"] for v in pod["volumes"]} == {"tmp", "tes-token"}
+
+
+# --- gen3-workflow's config: read for two keys, never beside our own lifetime -------------------
+
+
+def test_lifetime_from_gen3_workflows_config_or_from_values_never_both(chart):
+    docs, _ = render(chart, {"gen3workflowConfig": {"secretName": "gen3workflow-g3auto"}})
+    pod, _ = _container(docs)
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert "ROTATOR_USER_KEYS__LIFETIME_DAYS" not in env and "ROTATOR_HOSTNAME" not in env  # both from the service's file
+    (config,) = [v for v in pod["volumes"] if v["name"] == "gen3workflow-config"]
+    assert config["secret"]["items"] == [{"key": "gen3-workflow-config.yaml", "path": "gen3-workflow-config.yaml"}]
+    docs, _ = render(chart, {"hostname": "data.example.org", "userKeys": {"lifetimeDays": 45}})
+    pod, _ = _container(docs)
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["ROTATOR_USER_KEYS__LIFETIME_DAYS"] == "45"
+    with pytest.raises(helm.HelmRenderError, match=r"userKeys.lifetimeDays \(45\) and gen3workflowConfig.secretName \(gen3workflow-g3auto\)"):
+        render(chart, {"gen3workflowConfig": {"secretName": "gen3workflow-g3auto"}, "userKeys": {"lifetimeDays": 45}})
+
+
+# --- NetworkPolicy: only the configured Prometheus reaches the metrics port ---------------------
+
+
+def test_network_policy_admits_only_the_configured_prometheus(chart):
+    values = {"hostname": "data.example.org", "mode": "deployment", "networkPolicy": {"enabled": True, "metrics": {"from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}},
+         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]}}}
+    docs, _ = render(chart, values)
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(policy, version, strict=True)
+    pod_labels = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress stays as the namespace has it
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == values["networkPolicy"]["metrics"]["from"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    port_names = {p["name"] for p in _container(docs)[0]["containers"][0]["ports"]}
+    assert "metrics" in port_names
+    # the defaults name kube-prometheus-stack's Prometheus in `monitoring`
+    docs, _ = render(chart, {"hostname": "data.example.org", "mode": "deployment", "networkPolicy": {"enabled": True}})
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    with pytest.raises(helm.HelmRenderError, match="networkPolicy.metrics.from is empty"):
+        render(chart, {"hostname": "data.example.org", "mode": "deployment", "networkPolicy": {"enabled": True, "metrics": {"from": []}}})
+
+
+def test_network_policy_of_a_cronjob_admits_nothing_and_is_off_by_default(chart):
+    docs, _ = render(chart, {"hostname": "data.example.org", "networkPolicy": {"enabled": True}})
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["ingress"] == [] and policy["spec"]["policyTypes"] == ["Ingress"]
+    kubernetes_validate.validate(policy, KUBE_VERSIONS[-1], strict=True)
+    docs, _ = render(chart, {"hostname": "data.example.org", "mode": "deployment"})
+    assert not any(d["kind"] == "NetworkPolicy" for d in docs)
+
+
+# --- the IAM policy the chart renders for its hostname --------------------------------------------
+
+
+def _iam_policy(docs):
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-iam-policy")]
+    return json.loads(configmap["data"]["iam-policy.json"])
+
+
+def test_iam_policy_configmap_is_rendered_for_the_hostname_only(chart):
+    docs, _ = render(chart, values_of(CHART / "ci/cronjob-values.yaml"))
+    policy = _iam_policy(docs)
+    conditions = [s["Condition"] for s in policy["Statement"] if "Condition" in s]
+    assert conditions == [{"StringEquals": {"aws:ResourceTag/name": "gen3wf-data-example-org"}}] * 2
+    resources = [r for s in policy["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
+    assert "arn:aws:secretsmanager:us-east-1:123456789012:secret:gen3wf-rotator/data.example.org/bot-keys/*" in resources
+    assert "arn:aws:iam::123456789012:user/gen3wf-*-bot" in resources
+    docs, manifests = render(chart, {"gen3workflowConfig": {"secretName": "gen3workflow-g3auto"}})
+    assert not any(d["kind"] == "ConfigMap" for d in docs)  # the hostname is in the service's file only
+    notes = next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
+    assert "renders no IAM policy" in notes
+
+
+# --- gen3-helm: rotator as a subchart of the umbrella chart -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def umbrella(tmp_path_factory):
+    """The umbrella fixture with helm/rotator under charts/, as `helm dependency update` leaves it."""
+    root = tmp_path_factory.mktemp("umbrella") / "gen3"
+    shutil.copytree(UMBRELLA, root)
+    shutil.copytree(CHART, root / "charts" / "rotator", ignore=shutil.ignore_patterns("README*", "ci"))
+    return root
+
+
+def render_umbrella(umbrella, values):
+    """Objects the umbrella renders (Helm drops disabled subcharts from a loaded chart: load it anew)."""
+    manifests = helm.Chart.load(umbrella).render(values=values, name="gen3", namespace="gen3")
+    docs = [d for path, text in manifests.items() if not path.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d]
+    for doc in docs:
+        if not doc["apiVersion"].startswith(CRD_GROUPS):
+            for version in KUBE_VERSIONS:
+                kubernetes_validate.validate(doc, version, strict=True)
+    return docs
+
+
+def _env(docs):
+    pod, _ = _container(docs)
+    return {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+
+
+GEN3_LABELS = {"app.kubernetes.io/name": "rotator", "app.kubernetes.io/instance": "gen3", "app": "rotator",
+               "release": "production", "app.kubernetes.io/part-of": "Workflow_Execution", "critical-service": "false"}
+
+
+def test_umbrella_fixture_is_gen3_helms_shape():
+    chart_yaml = yaml.safe_load((UMBRELLA / "Chart.yaml").read_text())
+    assert chart_yaml["dependencies"] == [
+        {"name": "rotator", "version": "*", "repository": "file://../../../helm/rotator", "condition": "rotator.enabled"}]
+    assert (UMBRELLA / yaml.safe_load((UMBRELLA / "Chart.yaml").read_text())["dependencies"][0]["repository"]
+            .removeprefix("file://") / "Chart.yaml").resolve() == CHART / "Chart.yaml"
+    values = yaml.safe_load((UMBRELLA / "values.yaml").read_text())
+    assert {"hostname", "environment", "dev", "metricsEnabled", "netPolicy", "aws", "crossplane", "externalSecrets"} <= set(values["global"])
+    assert values["rotator"] == {"enabled": False}
+
+
+def test_umbrella_with_only_enabled_true_renders_a_working_cronjob(umbrella, monkeypatch, tmp_path):
+    docs = render_umbrella(umbrella, {"rotator": {"enabled": True}})
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "CronJob", "ServiceAccount"]
+    env = _env(docs)
+    assert env["ROTATOR_HOSTNAME"] == "data.example.org" and env["AWS_REGION"] == "us-east-1"  # from global
+    assert "ROTATOR_ALLOWED_ACCOUNT_IDS" not in env  # crossplane off: gen3-helm's accountId may be its placeholder
+    for doc in docs:
+        assert GEN3_LABELS.items() <= doc["metadata"]["labels"].items(), doc["kind"]
+    pod, cronjob = _container(docs)
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert GEN3_LABELS.items() - {("app.kubernetes.io/part-of", "Workflow_Execution"), ("critical-service", "false")} <= \
+        cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"].items()
+    assert load_pod_settings(pod, monkeypatch, tmp_path).hostname == "data.example.org"
+    assert _iam_policy(docs)["Statement"][1]["Condition"] == {"StringEquals": {"aws:ResourceTag/name": "gen3wf-data-example-org"}}
+
+
+def test_umbrella_with_enabled_false_renders_nothing(umbrella):
+    assert render_umbrella(umbrella, {}) == []
+    assert render_umbrella(umbrella, {"rotator": {"enabled": False, "mode": "deployment"}}) == []
+
+
+@pytest.mark.parametrize("mode", ["cronjob", "deployment"])
+def test_umbrella_net_policy_gives_the_pods_gen3jobs_egress_label(umbrella, mode):
+    def pod_labels(net_policy):
+        docs = render_umbrella(umbrella, {"global": {"netPolicy": {"enabled": net_policy}}, "rotator": {"enabled": True, "mode": mode}})
+        _, workload = _container(docs)
+        template = workload["spec"]["jobTemplate"]["spec"]["template"] if mode == "cronjob" else workload["spec"]["template"]
+        return template["metadata"]["labels"], workload
+
+    labels, workload = pod_labels(True)
+    assert labels["app"] == "gen3job"  # gen3-network-policies' gen3job-netpolicy allows it egress
+    assert workload["metadata"]["labels"]["app"] == "rotator"  # the workload itself keeps gen3's common label
+    if mode == "deployment":
+        assert "app" not in workload["spec"]["selector"]["matchLabels"]  # the label may change after install
+    labels, _ = pod_labels(False)
+    assert labels["app"] == "rotator"
+
+
+def test_umbrella_crossplane_creates_the_role_and_policy_and_annotates_the_service_account(umbrella):
+    docs = render_umbrella(umbrella, {"global": {"crossplane": {"enabled": True}}, "rotator": {"enabled": True}})
+    kinds = {d["kind"]: d for d in docs if d["apiVersion"] == "iam.aws.crossplane.io/v1beta1"}
+    assert set(kinds) == {"Role", "Policy", "RolePolicyAttachment"}
+    role, policy, attachment = kinds["Role"], kinds["Policy"], kinds["RolePolicyAttachment"]
+    for doc in kinds.values():
+        assert doc["spec"]["providerConfigRef"] == {"name": "provider-aws"}
+        assert GEN3_LABELS.items() <= doc["metadata"]["labels"].items()
+    assert role["metadata"]["name"] == role["spec"]["forProvider"]["name"] == "gen3-test-gen3-gen3-rotator"
+    assert attachment["spec"]["forProvider"] == {"roleName": role["metadata"]["name"], "policyArnRef": {"name": policy["metadata"]["name"]}}
+    assert json.loads(policy["spec"]["forProvider"]["document"]) == _iam_policy(docs)  # one document, two consumers
+    oidc = "oidc.eks.us-east-1.amazonaws.com/id/0123456789ABCDEF0123456789ABCDEF"
+    (trust,) = json.loads(role["spec"]["forProvider"]["assumeRolePolicyDocument"])["Statement"]
+    assert trust["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{oidc}"}
+    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")
+    assert trust["Condition"]["StringEquals"] == {
+        f"{oidc}:aud": "sts.amazonaws.com", f"{oidc}:sub": f"system:serviceaccount:gen3:{account['metadata']['name']}"}
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/gen3-test-gen3-gen3-rotator"
+    env = _env(docs)
+    assert json.loads(env["ROTATOR_ALLOWED_ACCOUNT_IDS"]) == ["123456789012"]  # gen3-helm's number, as a string
+    assert "arn:aws:iam::123456789012:user/gen3wf-*" in _iam_policy(docs)["Statement"][1]["Resource"]
+    docs = render_umbrella(umbrella, {"rotator": {"enabled": True}})
+    assert not any(d["apiVersion"].startswith("iam.aws.crossplane.io/") for d in docs)
+    assert "annotations" not in next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]
+
+
+def test_umbrella_crossplane_needs_a_real_account_and_oidc_provider(umbrella):
+    with pytest.raises(helm.HelmRenderError, match="global.crossplane.accountId must be a 12-digit"):
+        render_umbrella(umbrella, {"global": {"crossplane": {"enabled": True, "accountId": "1234"}}, "rotator": {"enabled": True}})
+    with pytest.raises(helm.HelmRenderError, match="oidcProviderUrl"):
+        render_umbrella(umbrella, {"global": {"crossplane": {"enabled": True, "oidcProviderUrl": ""}}, "rotator": {"enabled": True}})
+
+
+def test_umbrella_chart_values_override_globals(umbrella):
+    docs = render_umbrella(umbrella, {
+        "global": {"crossplane": {"enabled": True}},
+        "rotator": {"enabled": True, "hostname": "other.example.org", "aws": {"region": "us-west-2"},
+                    "allowedAccountIds": ["210987654321"],
+                    "serviceAccount": {"roleArn": "arn:aws:iam::210987654321:role/gen3wf-rotator"}},
+    })
+    env = _env(docs)
+    assert env["ROTATOR_HOSTNAME"] == "other.example.org" and env["AWS_REGION"] == "us-west-2"
+    assert json.loads(env["ROTATOR_ALLOWED_ACCOUNT_IDS"]) == ["210987654321"]
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::210987654321:role/gen3wf-rotator"
+    assert not any(d["apiVersion"].startswith("iam.aws.crossplane.io/") for d in docs)  # the operator's own role wins
+    policy = json.dumps(_iam_policy(docs))
+    assert "gen3wf-other-example-org" in policy and ":us-west-2:210987654321:" in policy and "us-east-1" not in policy
+
+
+def test_umbrella_hostname_from_gen3_workflows_config(umbrella, monkeypatch, tmp_path):
+    docs = render_umbrella(umbrella, {"global": {"hostname": ""},
+                                      "rotator": {"enabled": True, "gen3workflowConfig": {"secretName": "gen3workflow-g3auto"}}})
+    env = _env(docs)
+    assert "ROTATOR_HOSTNAME" not in env and env["ROTATOR_GEN3WORKFLOW_CONFIG"] == "/etc/gen3-workflow/gen3-workflow-config.yaml"
+    pod, _ = _container(docs)
+    assert load_pod_settings(pod, monkeypatch, tmp_path).hostname == "data.example.org"
+    with pytest.raises(helm.HelmValuesError):  # no hostname anywhere
+        render_umbrella(umbrella, {"global": {"hostname": ""}, "rotator": {"enabled": True}})
+
+
+def test_umbrella_schema_still_rejects_unknown_values(umbrella):
+    with pytest.raises(helm.HelmValuesError, match="rotator"):
+        render_umbrella(umbrella, {"rotator": {"enabled": True, "unknownKey": 1}})
+
+
+def _readme_template_commands():
+    """`helm template … | python3 -c …` lines of the READMEs' shell blocks: (readme, helm words, pipe words)."""
+    commands = []
+    for readme in (ROOT / "README.md", CHART / "README.md"):
+        for block in re.findall(r"```sh\n(.*?)```", readme.read_text(), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.lstrip().startswith("helm template "):
+                    command, _, pipe = line.partition(" | ")
+                    commands.append((readme.relative_to(ROOT), shlex.split(command), shlex.split(pipe)))
+    return commands
+
+
+def _merge(base, top):
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.mark.parametrize("readme, words, pipe", _readme_template_commands(), ids=lambda v: str(v) if isinstance(v, Path) else None)
+def test_readme_iam_policy_commands_print_the_policy(readme, words, pipe):
+    """The READMEs' `helm template … --show-only templates/iam-policy.yaml | python3 …`, run as written."""
+    assert words[:2] == ["helm", "template"]
+    release, chart_dir = words[2], words[3]
+    values, show_only, i = {}, None, 4
+    while i < len(words):
+        flag, value = words[i], words[i + 1]
+        if flag == "--set":
+            values = _merge(values, helm.parse_set_string(value))
+        elif flag == "--set-json":
+            values = _merge(values, helm.parse_set_json(value))
+        elif flag == "--show-only":
+            show_only = value
+        else:
+            raise AssertionError(f"{readme} uses {flag}, which this test cannot check")
+        i += 2
+    manifests = helm.Chart.load(ROOT / chart_dir).render(values=values, name=release, namespace="gen3")
+    printed = f"---\n# Source: rotator/{show_only}\n{manifests[f'rotator/{show_only}']}"  # as `helm template` prints it
+    assert pipe[:2] == ["python3", "-c"] and pipe[3:] == [">", "iam-policy.json"]
+    out = subprocess.run([sys.executable, "-c", pipe[2]], input=printed, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    policy = json.loads(out.stdout)
+    assert {s["Sid"] for s in policy["Statement"]} >= {"Gen3WorkflowUserKeys", "Gen3WorkflowBotKeyCreation", "BotKeyStore", "RunSecrets"}
+    assert "arn:aws:iam::123456789012:user/gen3wf-*-bot" in json.dumps(policy)

@@ -1,24 +1,36 @@
-"""The shipped least-privilege policy allows every AWS operation the code can call, and nothing more."""
+"""The least-privilege IAM policies allow every AWS operation the code can call, and nothing more.
+
+Two policies: the static one shipped in helm/rotator/files/iam-policy.json (any hostname), and
+the one the chart renders for its hostname, region and accounts (the ConfigMap and the
+Crossplane Policy). A small evaluator of Allow statements (actions, resources, and the
+StringEquals/StringLike conditions the policies use) decides each request, so the tag
+conditions are tested as AWS would apply them, not just read.
+"""
 
 import fnmatch
 import json
 from pathlib import Path
 
+import helm_python as helm
 import pytest
+import yaml
 from freezegun import freeze_time
 
 from fake_status_api import FakeStatusApi
-from helpers import HOST, T0, TAG, days, make_key, make_user
+from helpers import ACCOUNT, HOST, T0, TAG, days, make_key, make_user
 from rotator import aws as aws_module
 from rotator import capacity, restore
 from rotator.jobs import REGISTRY
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.model import NewKey
-from rotator.names import bot_user_name, iam_user_name
+from rotator.names import bot_user_name, iam_user_name, owner_tag_value
 from rotator.runner import Runner
+from rotator.secret_inventory import pattern_prefixes
 from rotator.settings import load_settings
 
-POLICY = json.loads((Path(__file__).parent.parent / "helm/rotator/files/iam-policy.json").read_text())
+CHART = Path(__file__).parent.parent / "helm/rotator"
+STATIC = json.loads((CHART / "files/iam-policy.json").read_text())
+REGION = "us-east-1"
 DECLARED = set(
     aws_module.PERMISSIONS + capacity.PERMISSIONS + restore.PERMISSIONS + tuple(p for job in REGISTRY for p in job.permissions)
 )
@@ -28,41 +40,216 @@ RESOURCELESS = {
     "iam:GetCredentialReport", "iam:GetAccountSummary", "secretsmanager:ListSecrets",
 }
 PREFIX = {"iam": "iam", "sts": "sts", "secretsmanager": "secretsmanager"}
+# The IAM user's tag that makes it the service's: the service authorization reference lists
+# aws:ResourceTag/${TagKey} (and iam:ResourceTag/${TagKey}) as condition keys of the `user` resource.
+OWNER_KEY = "aws:ResourceTag/name"
 
 
-def _statements():
-    for s in POLICY["Statement"]:
-        assert s["Effect"] == "Allow"
-        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
-        resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
-        yield actions, resources
+def rendered_policy(**values) -> dict:
+    """The policy the chart renders for HOST in REGION and ACCOUNT (ConfigMap <fullname>-iam-policy)."""
+    values = {"hostname": HOST, "aws": {"region": REGION}, "allowedAccountIds": [ACCOUNT], **values}
+    manifests = helm.Chart.load(CHART).render(values=values, name="rotator", namespace="gen3")
+    configmap = yaml.safe_load(manifests["rotator/templates/iam-policy.yaml"])
+    return json.loads(configmap["data"]["iam-policy.json"])
 
 
-def allowed(action: str, resource: str) -> bool:
-    return any(action in actions and any(fnmatch.fnmatchcase(resource, r) for r in resources) for actions, resources in _statements())
+RENDERED = rendered_policy()
+POLICIES = {"static": STATIC, "rendered": RENDERED}
 
 
-def test_policy_grants_exactly_what_the_code_declares():
-    granted = {a for actions, _ in _statements() for a in actions}
+# --- a small evaluator: Allow statements with Action, Resource and Condition ------------------
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _wildcard(pattern: str, value: str) -> bool:
+    """IAM's `*` and `?` (fnmatch also knows [...], which no ARN or action here contains)."""
+    assert "[" not in pattern, pattern
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+CONDITION_OPERATORS = {
+    "StringEquals": lambda have, wanted: have in wanted,
+    "StringLike": lambda have, wanted: any(_wildcard(w, have) for w in wanted),
+}
+
+
+def _condition_holds(condition: dict, context: dict[str, str]) -> bool:
+    """Every operator and key must hold; a key missing from the request fails (as in AWS)."""
+    context = {k.lower(): v for k, v in context.items()}  # condition key names are case-insensitive
+    for operator, keys in condition.items():
+        test = CONDITION_OPERATORS[operator]
+        for key, wanted in keys.items():
+            have = context.get(key.lower())
+            if have is None or not test(have, _listed(wanted)):
+                return False
+    return True
+
+
+def allowed(policy: dict, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    """Whether one of the policy's statements allows ``action`` on ``resource`` (else: implicit deny)."""
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        if not any(_wildcard(a.lower(), action.lower()) for a in _listed(statement["Action"])):
+            continue
+        if not any(_wildcard(r, resource) for r in _listed(statement["Resource"])):
+            continue
+        if _condition_holds(statement.get("Condition", {}), context or {}):
+            return True
+    return False
+
+
+def user_arn(name: str, account: str = ACCOUNT) -> str:
+    return f"arn:aws:iam::{account}:user/{name}"
+
+
+def secret_arn(name: str, *, region: str = REGION, account: str = ACCOUNT) -> str:
+    return f"arn:aws:secretsmanager:{region}:{account}:secret:{name}-AbCdEf"
+
+
+def owned(hostname: str = HOST) -> dict[str, str]:
+    return {"aws:ResourceTag/name": owner_tag_value(hostname)}
+
+
+def test_evaluator_follows_iam_semantics():
+    policy = {"Statement": [{"Effect": "Allow", "Action": "iam:*AccessKey*", "Resource": "arn:aws:iam::*:user/a-*",
+                             "Condition": {"StringEquals": {"aws:ResourceTag/name": ["x", "y"]}}}]}
+    assert allowed(policy, "iam:DeleteAccessKey", "arn:aws:iam::1:user/a-1", {"aws:resourcetag/name": "y"})
+    assert not allowed(policy, "iam:DeleteAccessKey", "arn:aws:iam::1:user/a-1", {"aws:ResourceTag/name": "z"})
+    assert not allowed(policy, "iam:DeleteAccessKey", "arn:aws:iam::1:user/a-1")  # no such tag: denied
+    assert not allowed(policy, "iam:DeleteAccessKey", "arn:aws:iam::1:user/b-1", {"aws:ResourceTag/name": "x"})
+    assert not allowed(policy, "iam:DeleteUser", "arn:aws:iam::1:user/a-1", {"aws:ResourceTag/name": "x"})
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_evaluator_knows_every_condition_the_policy_uses(name):
+    for statement in POLICIES[name]["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert set(statement.get("Condition", {})) <= set(CONDITION_OPERATORS)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_policy_grants_exactly_what_the_code_declares(name):
+    granted = {a for s in POLICIES[name]["Statement"] for a in _listed(s["Action"])}
     assert granted == DECLARED
 
 
-def test_star_only_where_aws_requires_it():
-    for actions, resources in _statements():
-        if "*" in resources:
-            assert set(actions) <= RESOURCELESS, actions
+@pytest.mark.parametrize("name", POLICIES)
+def test_star_only_where_aws_requires_it(name):
+    for statement in POLICIES[name]["Statement"]:
+        if "*" in _listed(statement["Resource"]):
+            assert set(_listed(statement["Action"])) <= RESOURCELESS, statement["Action"]
     for action in RESOURCELESS:
-        assert allowed(action, "*")
+        assert allowed(POLICIES[name], action, "*")
 
 
-def test_iam_scoped_to_gen3wf_users_and_secrets_to_our_prefixes():
-    assert allowed("iam:DeleteAccessKey", "arn:aws:iam::123456789012:user/gen3wf-h-1")
-    assert not allowed("iam:DeleteAccessKey", "arn:aws:iam::123456789012:user/ci-deployer")
-    assert not allowed("iam:CreateAccessKey", "arn:aws:iam::123456789012:user/admin")
-    assert allowed("secretsmanager:DeleteSecret", "arn:aws:secretsmanager:us-east-1:1:secret:tower-abc/TOKEN-AbCdEf")
-    assert not allowed("secretsmanager:DeleteSecret", "arn:aws:secretsmanager:us-east-1:1:secret:prod/db-AbCdEf")
-    assert not allowed("secretsmanager:DeleteSecret", "arn:aws:secretsmanager:us-east-1:1:secret:gen3wf-rotator/h/bot-keys/x-AbCdEf")
-    assert not allowed("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:us-east-1:1:secret:tower-abc/TOKEN-AbCdEf")
+def test_static_policy_scoped_to_gen3wf_users_and_secrets_to_our_prefixes():
+    ours = {"aws:ResourceTag/name": "gen3wf-h"}
+    assert allowed(STATIC, "iam:DeleteAccessKey", user_arn("gen3wf-h-1"), ours)
+    assert not allowed(STATIC, "iam:DeleteAccessKey", user_arn("gen3wf-h-1"))  # untagged: not the service's
+    assert not allowed(STATIC, "iam:DeleteAccessKey", user_arn("gen3wf-rotator-ci"))
+    assert not allowed(STATIC, "iam:DeleteAccessKey", user_arn("ci-deployer"), ours)
+    assert not allowed(STATIC, "iam:CreateAccessKey", user_arn("gen3wf-h-1"), ours)  # end users never get keys
+    assert allowed(STATIC, "iam:CreateAccessKey", user_arn("gen3wf-h-1-bot"), ours)
+    assert not allowed(STATIC, "iam:CreateAccessKey", user_arn("admin"))
+    assert allowed(STATIC, "secretsmanager:DeleteSecret", secret_arn("tower-abc/TOKEN"))
+    assert not allowed(STATIC, "secretsmanager:DeleteSecret", secret_arn("prod/db"))
+    assert not allowed(STATIC, "secretsmanager:DeleteSecret", secret_arn("gen3wf-rotator/h/bot-keys/x"))
+    assert not allowed(STATIC, "secretsmanager:GetSecretValue", secret_arn("tower-abc/TOKEN"))
+
+
+# --- the rendered policy: this deployment only ------------------------------------------------
+
+END_USER, BOT = iam_user_name(HOST, "1"), bot_user_name(HOST, "1")
+STORE = f"gen3wf-rotator/{HOST}/bot-keys/{BOT}"
+
+
+def test_rendered_policy_allows_this_deployments_users_and_store():
+    for action in ("iam:ListAccessKeys", "iam:DeleteAccessKey"):
+        assert allowed(RENDERED, action, user_arn(END_USER), owned())
+        assert allowed(RENDERED, action, user_arn(BOT), owned())
+    assert allowed(RENDERED, "iam:CreateAccessKey", user_arn(BOT), owned())
+    for action in ("secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+                   "secretsmanager:UpdateSecretVersionStage"):
+        assert allowed(RENDERED, action, secret_arn(STORE))
+    assert allowed(RENDERED, "secretsmanager:DeleteSecret", secret_arn("tower-abc/TOKEN"))
+
+
+def test_rendered_policy_denies_key_creation_for_an_end_user():
+    assert not allowed(RENDERED, "iam:CreateAccessKey", user_arn(END_USER), owned())
+
+
+def test_rendered_policy_denies_another_hostnames_users():
+    other = "other.example.org"
+    for action in ("iam:ListAccessKeys", "iam:DeleteAccessKey", "iam:CreateAccessKey"):
+        assert not allowed(RENDERED, action, user_arn(bot_user_name(other, "1")), owned(other)), action
+        # named like ours, tagged as another deployment's (the tag, not the name, makes a user ours)
+        assert not allowed(RENDERED, action, user_arn(BOT), owned(other)), action
+        assert not allowed(RENDERED, action, user_arn(BOT)), action  # no tag at all
+        assert not allowed(RENDERED, action, user_arn(BOT, account="210987654321"), owned()), action
+
+
+def test_rendered_policy_follows_the_tag_past_a_cut_name():
+    """A long hostname is cut in user names but never in the tag: the user is still ours."""
+    host = "a-very-long-gen3-commons-hostname.data-commons.example.org"
+    policy = rendered_policy(hostname=host)
+    bot = bot_user_name(host, "12345")
+    assert not bot.startswith(owner_tag_value(host))  # the name is cut
+    assert allowed(policy, "iam:CreateAccessKey", user_arn(bot), owned(host))
+    assert not allowed(policy, "iam:CreateAccessKey", user_arn(bot), owned(HOST))
+
+
+def test_rendered_policy_denies_another_deployments_store():
+    for name in ("gen3wf-rotator/other.example.org/bot-keys/gen3wf-other-example-org-1-bot",
+                 f"gen3wf-rotator/{HOST}.evil/bot-keys/x", f"gen3wf-rotator/{HOST}/elsewhere/x", "prod/db"):
+        for action in ("secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:CreateSecret"):
+            assert not allowed(RENDERED, action, secret_arn(name)), (action, name)
+    assert not allowed(RENDERED, "secretsmanager:DeleteSecret", secret_arn(STORE))  # run-secrets' rights stop at tower-*
+
+
+def test_rendered_policy_denies_another_regions_and_accounts_secrets():
+    assert not allowed(RENDERED, "secretsmanager:DeleteSecret", secret_arn("tower-abc/TOKEN", region="eu-west-1"))
+    assert not allowed(RENDERED, "secretsmanager:DeleteSecret", secret_arn("tower-abc/TOKEN", account="210987654321"))
+    assert not allowed(RENDERED, "secretsmanager:GetSecretValue", secret_arn(STORE, region="eu-west-1"))
+
+
+def test_rendered_policy_covers_the_configured_run_secret_regions_and_store_prefix():
+    policy = rendered_policy(runSecrets={"regions": ["us-east-1", "us-west-2"]}, botKeys={"secretPrefix": "ops/rotator/"})
+    assert allowed(policy, "secretsmanager:DeleteSecret", secret_arn("tower-abc/TOKEN", region="us-west-2"))
+    assert not allowed(policy, "secretsmanager:DeleteSecret", secret_arn("tower-abc/TOKEN", region="eu-west-1"))
+    assert allowed(policy, "secretsmanager:PutSecretValue", secret_arn(f"ops/rotator/{BOT}"))
+    assert not allowed(policy, "secretsmanager:PutSecretValue", secret_arn(STORE))
+
+
+def test_rendered_policy_without_region_or_account_is_scoped_by_name_and_tag_only():
+    policy = rendered_policy(aws={"region": ""}, allowedAccountIds=[])
+    assert allowed(policy, "secretsmanager:DeleteSecret", secret_arn("tower-abc/TOKEN", region="eu-west-1"))
+    assert allowed(policy, "iam:CreateAccessKey", user_arn(BOT, account="210987654321"), owned())
+    assert not allowed(policy, "iam:CreateAccessKey", user_arn(END_USER), owned())
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [
+        ["^tower-(?P<run_id>[A-Za-z0-9]{1,16})/[A-Za-z_][A-Za-z0-9_]*$"],
+        ["^towers?-(?P<run_id>[a-z0-9]+)/x$", "^nf_(?P<run_id>[a-z0-9]+)-{0,2}/x$"],
+        ["^tes-(?P<run_id>[a-z0-9]{20})/[A-Z]+$|^funnel+(?P<run_id2>x)"],
+        ["^(?:tower|nf)-(?P<run_id>[a-z0-9]+)/x$", "run-(?P<run_id>[a-z0-9]+)$"],
+    ],
+)
+def test_rendered_run_secret_prefixes_never_allow_less_than_rotator_lists(patterns):
+    """Each literal prefix rotator lists run secrets by (secret_inventory.pattern_prefixes) lies
+    under a prefix the rendered policy allows."""
+    policy = rendered_policy(runSecrets={"patterns": patterns})
+    (statement,) = [s for s in policy["Statement"] if s["Sid"] == "RunSecrets"]
+    allowed_prefixes = [r.split(":secret:", 1)[1].removesuffix("*") for r in statement["Resource"]]
+    for pattern in patterns:
+        for prefix in pattern_prefixes(pattern):
+            assert any(prefix.startswith(p) for p in allowed_prefixes), (prefix, allowed_prefixes)
+    if patterns == ["^tower-(?P<run_id>[A-Za-z0-9]{1,16})/[A-Za-z_][A-Za-z0-9_]*$"]:
+        assert allowed_prefixes == ["tower-"]
 
 
 def _resource(service: str, params: dict) -> str:
@@ -92,7 +279,8 @@ def recorded(aws):
 
 
 def test_every_call_of_a_full_run_is_allowed(aws, monkeypatch, recorded):
-    """Run every job (and restore) with apply against moto and check each call against the policy."""
+    """Run every job (and restore) with apply against moto and check each call, on its resource and
+    with the tags moto holds for it, against both policies."""
     api = FakeStatusApi().start()
     try:
         monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
@@ -127,6 +315,14 @@ def test_every_call_of_a_full_run_is_allowed(aws, monkeypatch, recorded):
     assert {"iam:DeleteAccessKey", "iam:CreateAccessKey", "secretsmanager:UpdateSecret", "secretsmanager:CreateSecret",
             "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage",
             "secretsmanager:DeleteSecret", "secretsmanager:RemoveRegionsFromReplication", "secretsmanager:RestoreSecret"} <= operations
-    for action, resource in recorded:
+    calls = list(recorded)
+    # Each user's tags as moto holds them: the context AWS would evaluate the tag conditions in.
+    tags = {
+        resource: {f"aws:ResourceTag/{tag['Key']}": tag["Value"] for tag in iam.list_user_tags(UserName=resource.rsplit("/", 1)[1])["Tags"]}
+        for resource in {r for _, r in calls if ":user/" in r}
+    }
+    assert {context.get(OWNER_KEY) for context in tags.values()} == {TAG}
+    for action, resource in calls:
         assert action in DECLARED, f"{action} is called but not declared"
-        assert allowed(action, resource), f"the policy does not allow {action} on {resource}"
+        for name, policy in POLICIES.items():
+            assert allowed(policy, action, resource, tags.get(resource)), f"the {name} policy does not allow {action} on {resource}"
