@@ -18,7 +18,7 @@ from freezegun import freeze_time
 
 from fake_status_api import FakeStatusApi
 from helpers import ACCOUNT, HOST, T0, TAG, days, make_key, make_user
-from rotator import aws as aws_module
+from rotator import aws as aws_module, migrate
 from rotator import capacity, restore
 from rotator.jobs import REGISTRY
 from rotator.keystore.secretsmanager import SecretsManagerStore
@@ -32,7 +32,8 @@ CHART = Path(__file__).parent.parent / "helm/rotator"
 STATIC = json.loads((CHART / "files/iam-policy.json").read_text())
 REGION = "us-east-1"
 DECLARED = set(
-    aws_module.PERMISSIONS + capacity.PERMISSIONS + restore.PERMISSIONS + tuple(p for job in REGISTRY for p in job.permissions)
+    aws_module.PERMISSIONS + capacity.PERMISSIONS + restore.PERMISSIONS + migrate.PERMISSIONS
+    + tuple(p for job in REGISTRY for p in job.permissions)
 )
 # AWS offers no resource-level permission for these: "*" is the only possible resource.
 RESOURCELESS = {
