@@ -139,7 +139,21 @@ def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run" and settings.metrics.pushgateway_url:
         metrics.record_run(result, settings=settings)
         push_metrics(metrics, settings, jobs)
+    if args.command == "run":
+        notify(result, settings)
     return result.exit_code
+
+
+def notify(result, settings: Settings) -> None:
+    """The optional Slack notice of a failed or refused run; never changes the exit code."""
+    from rotator.notify import notify_failure
+
+    try:
+        webhook = settings.notify.slack_webhook()
+    except ConfigError as exc:
+        log.error("notify.failed", channel="slack", error=str(exc))
+        return
+    notify_failure(result, webhook=webhook)
 
 
 def push_metrics(metrics, settings: Settings, jobs: Sequence[str]) -> None:

@@ -84,6 +84,9 @@ class Service:
         try:
             result = self.runner.run([job], dry_run=self.settings.dry_run)
             self.metrics.record_run(result, settings=self.settings)
+            from rotator.cli import notify
+
+            notify(result, self.settings)
         except ConfigError as exc:
             log.error("job.error", job=job, error=str(exc))
             self.metrics.record_error(job, now=self.runner.clock())

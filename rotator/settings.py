@@ -340,6 +340,17 @@ class AwsSettings(_Section):
     """All AWS requests of the process (retries included), shared by every thread."""
 
 
+class NotifySettings(_Section):
+    slack_webhook_file: Path | None = None
+    """A file holding a Slack incoming-webhook URL (gen3's ``slack-webhook`` secret): a failed or
+    refused run posts one secret-free line there. Prometheus alerts stay the main channel."""
+
+    def slack_webhook(self) -> str | None:
+        if self.slack_webhook_file is None:
+            return None
+        return read_secret_file(self.slack_webhook_file, "ROTATOR_NOTIFY__SLACK_WEBHOOK_FILE")
+
+
 class CapacitySettings(_Section):
     warn_fraction: float = Field(0.8, gt=0, le=1)
 
@@ -372,6 +383,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     capacity: CapacitySettings = CapacitySettings()
     aws: AwsSettings = AwsSettings()
+    notify: NotifySettings = NotifySettings()
     log: LogSettings = LogSettings()
 
     @classmethod

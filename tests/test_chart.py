@@ -672,3 +672,16 @@ def test_readme_iam_policy_commands_print_the_policy(readme, words, pipe):
     policy = json.loads(out.stdout)
     assert {s["Sid"] for s in policy["Statement"]} >= {"Gen3WorkflowUserKeys", "Gen3WorkflowBotKeyCreation", "BotKeyStore", "RunSecrets"}
     assert "arn:aws:iam::123456789012:user/gen3wf-*-bot" in json.dumps(policy)
+
+
+def test_slack_webhook_is_mounted_as_a_file(chart):
+    docs, _ = render(chart, {"hostname": "data.example.org", "aws": {"region": "us-east-1"},
+                             "notifications": {"slackWebhook": {"secretName": "slack-webhook"}}})
+    job = next(d for d in docs if d["kind"] == "CronJob")
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    path = env["ROTATOR_NOTIFY__SLACK_WEBHOOK_FILE"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "slack-webhook")
+    assert volume["secret"]["secretName"] == "slack-webhook" and volume["secret"]["items"] == [{"key": "slack_webhook", "path": "webhook"}]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "slack-webhook")
+    assert path == f"{mount['mountPath']}/webhook" and mount["readOnly"]

@@ -18,8 +18,8 @@ from freezegun import freeze_time
 
 from fake_status_api import FakeStatusApi
 from helpers import ACCOUNT, HOST, T0, TAG, days, make_key, make_user
-from rotator import aws as aws_module, migrate
-from rotator import capacity, restore
+from rotator import aws as aws_module
+from rotator import capacity, migrate, restore
 from rotator.jobs import REGISTRY
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.model import NewKey

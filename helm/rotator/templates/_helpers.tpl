@@ -294,6 +294,9 @@ The Secrets mounted as files, as a JSON list of {volume, secretName, key, file, 
 {{- $files = append $files (dict "volume" "pushgateway-password" "secretName" .name "key" .passwordKey "file" "password" "variable" "ROTATOR_METRICS__PUSHGATEWAY_PASSWORD_FILE") }}
 {{- end }}
 {{- end }}
+{{- with $v.notifications.slackWebhook }}{{- if .secretName }}
+{{- $files = append $files (dict "volume" "slack-webhook" "secretName" .secretName "key" .key "file" "webhook" "variable" "ROTATOR_NOTIFY__SLACK_WEBHOOK_FILE") }}
+{{- end }}{{- end }}
 {{- toJson $files }}
 {{- end }}
 
