@@ -218,13 +218,20 @@ class BotKeysJob:
             )
         confirmed, candidates, listing_errors = _keys.confirm(account, candidates, job=NAME, workers=ctx.settings.aws.concurrency)
         stored, errors = {}, list(listing_errors)
-        for bot in candidates:
+
+        def read_store(bot):
             try:
-                stored[bot.name] = store.stored_key_ids(bot.name)
+                return bot.name, store.stored_key_ids(bot.name), None
             except Exception as exc:  # noqa: BLE001 - this bot alone is left alone
+                return bot.name, None, describe_error(exc)
+
+        for name, ids, error in ordered_map(read_store, candidates, workers=ctx.settings.aws.concurrency):
+            if error is None:
+                stored[name] = ids
+            else:
                 # Without the store's view we cannot tell an orphan from a good key: leave this user alone.
-                errors.append(f"{bot.name}: store unreadable: {describe_error(exc)}")
-                log.error("store.read_failed", user=bot.name, error=describe_error(exc))
+                errors.append(f"{name}: store unreadable: {error}")
+                log.error("store.read_failed", user=name, error=error)
         return BotKeysObservation(
             bots, candidates, report, confirmed, account.skipped, account.source, errors=tuple(errors), stored=frozen_mapping(stored)
         )

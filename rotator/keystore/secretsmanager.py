@@ -56,6 +56,11 @@ class SecretsManagerStore:
     def __init__(self, client, *, prefix: str) -> None:
         self._sm = client
         self.prefix = prefix
+        # What this store last read or wrote as each user's AWSCURRENT (this run): a write starts from it
+        # instead of reading again. Safe: every write is still a compare-and-swap on the version id.
+        self._known: dict[str, _Current] = {}
+        # The AWSPENDING version add_pending wrote per user: (key id, version id, based on version id, entries).
+        self._pending: dict[str, tuple[str, str, str, list[dict]]] = {}
 
     def secret_name(self, user_name: str) -> str:
         return self.prefix + user_name
@@ -82,21 +87,40 @@ class SecretsManagerStore:
         return current.entries[0][KEY_ID] if current and current.entries else None
 
     def add(self, key: NewKey) -> None:
+        pending = self._pending.pop(key.user, None)
+        if pending is not None and pending[0] == key.key_id:
+            # The pending version already holds exactly this value: make it current, if nobody wrote meanwhile.
+            _, version, based_on, entries = pending
+            try:
+                self._sm.update_secret_version_stage(
+                    SecretId=self.secret_name(key.user), VersionStage="AWSCURRENT", MoveToVersionId=version,
+                    RemoveFromVersionId=based_on,
+                )
+            except ClientError as exc:
+                if error_code(exc) not in ("InvalidParameterException", "InvalidRequestException"):
+                    raise
+                self._known.pop(key.user, None)  # another writer was first: the full compare-and-swap below
+            else:
+                self._known[key.user] = _Current(version_id=version, entries=entries)
+                self._set_description(key.user, entries)
+                return
         new_entry = {KEY_ID: key.key_id, "secret_access_key": key.secret, "created": key.created.isoformat()}
         self._update(key.user, lambda entries: [new_entry] + [e for e in entries if e[KEY_ID] != key.key_id])
 
     def add_pending(self, key: NewKey) -> None:
         """Keep a new key's secret where readers do not take it yet: a version staged ``AWSPENDING``
         (value: the new key first, then the current entries). ``add`` later makes it current."""
-        current = self._read(key.user)
+        current = self._known.get(key.user) or self._read(key.user)
         if current is None:
             return  # no secret yet: nothing reads this user's keys, and ``add`` creates it
         entry = {KEY_ID: key.key_id, "secret_access_key": key.secret, "created": key.created.isoformat()}
         entries = _newest_first([entry] + [e for e in current.entries if e[KEY_ID] != key.key_id])
+        version = str(uuid.uuid4())
         self._sm.put_secret_value(
-            SecretId=self.secret_name(key.user), ClientRequestToken=str(uuid.uuid4()), SecretString=json.dumps(entries),
+            SecretId=self.secret_name(key.user), ClientRequestToken=version, SecretString=json.dumps(entries),
             VersionStages=[PENDING_STAGE],
         )
+        self._pending[key.user] = (key.key_id, version, current.version_id, entries)
 
     def remove(self, user_name: str, key_ids: Collection[str], *, keep_one: bool = False) -> None:
         """Forget these keys; unknown ids are ignored. ``keep_one``: refuse to leave the store empty."""
@@ -122,13 +146,15 @@ class SecretsManagerStore:
         value, version = answer.get("SecretString"), answer.get("VersionId")
         if not isinstance(value, str) or not isinstance(version, str):
             raise StoreUnreadable(f"secret {self.secret_name(user_name)} has no string value")
-        return _Current(version_id=version, entries=parse_entries(value, where=self.secret_name(user_name)))
+        current = self._known[user_name] = _Current(version_id=version, entries=parse_entries(value, where=self.secret_name(user_name)))
+        return current
 
     def _update(self, user_name: str, change: Callable[[list[dict]], list[dict]], *, create: bool = True) -> None:
         """Apply ``change`` to the current entries and write the result, as a compare-and-swap."""
         name = self.secret_name(user_name)
         for _ in range(CAS_ATTEMPTS):
-            current = self._read(user_name)
+            known = self._known.pop(user_name, None)
+            current = known or self._read(user_name)
             if current is None:
                 if not create:
                     return
@@ -147,6 +173,8 @@ class SecretsManagerStore:
                 return
             entries = _newest_first(change(current.entries))
             if entries == current.entries:
+                if known is not None:
+                    continue  # "nothing to change" is only decided on a fresh read
                 return
             version = str(uuid.uuid4())
             self._sm.put_secret_value(
@@ -161,6 +189,7 @@ class SecretsManagerStore:
                     log.info("store.write_conflict", user=user_name, hint="another writer was first; re-reading")
                     continue
                 raise
+            self._known[user_name] = _Current(version_id=version, entries=entries)
             self._set_description(user_name, entries)
             return
         raise StoreConflict(f"{name}: still changing under us after {CAS_ATTEMPTS} attempts")
