@@ -62,6 +62,21 @@ def confirm(account: inventory.AccountSnapshot, candidates: tuple[ManagedUser, .
     return confirmed, listed, tuple(f"{name}: keys could not be listed: {why}" for name, why in failed.items())
 
 
+def key_plan(job: str, observation: KeyObservation, actions: tuple[Action, ...]) -> KeyPlan:
+    """A key job's plan: its actions and what it saw (the base of the deletion-fraction brake)."""
+    keys = observed_keys(observation)
+    return KeyPlan(
+        job=job,
+        actions=actions,
+        managed=sum(len(k) for k in keys.values()),
+        skipped=observation.skipped,
+        errors=observation.errors,
+        inventory_source=observation.source,
+        managed_users=len(observation.users),
+        observed_keys=keys,
+    )
+
+
 def observed_keys(observation: KeyObservation) -> Mapping[str, tuple[AccessKey | ReportedKey, ...]]:
     report = observation.report or {}
     return frozen_mapping({u.name: observation.confirmed.get(u.name, report.get(u.name, ())) for u in observation.users})

@@ -240,17 +240,7 @@ class BotKeysJob:
         states = [
             BotState(b, observed.confirmed[b.name], observed.stored[b.name]) for b in observed.candidates if b.name in observed.stored
         ]
-        keys = _keys.observed_keys(observed)
-        return KeyPlan(
-            job=NAME,
-            actions=plan_bot_keys(states, now=now, settings=settings.bot_keys),
-            managed=sum(len(k) for k in keys.values()),
-            skipped=observed.skipped,
-            errors=observed.errors,
-            inventory_source=observed.source,
-            managed_users=len(observed.users),
-            observed_keys=keys,
-        )
+        return _keys.key_plan(NAME, observed, plan_bot_keys(states, now=now, settings=settings.bot_keys))
 
     def execute(self, plan: KeyPlan, ctx: RunContext) -> Iterator[Outcome]:
         before = {

@@ -67,17 +67,7 @@ class UserKeysJob:
         actions = plan_user_keys(
             [UserKeys(u, observed.confirmed[u.name]) for u in observed.candidates], now=now, settings=settings.user_keys
         )
-        keys = _keys.observed_keys(observed)
-        return KeyPlan(
-            job=NAME,
-            actions=actions,
-            managed=sum(len(k) for k in keys.values()),
-            skipped=observed.skipped,
-            errors=observed.errors,
-            inventory_source=observed.source,
-            managed_users=len(observed.users),
-            observed_keys=keys,
-        )
+        return _keys.key_plan(NAME, observed, actions)
 
     def execute(self, plan: KeyPlan, ctx: RunContext) -> Iterator[Outcome]:
         iam = ctx.aws.client("iam")
