@@ -162,15 +162,15 @@ class Checker:
         when = f"after request #{info.index} {info.service}:{info.operation}" + (f" [{info.fault}]" if info.fault else "")
         self._request = f"{self.phase}: request #{info.index} {info.operation}" + (f" [{info.fault}]" if info.fault else "")
         self.check_state(when=when)
-        if info.killed:
-            self._excuse_in_flight(when)
 
-    def _excuse_in_flight(self, when: str) -> None:
-        """Keys the killed runner created and had not stored yet: their secret died with it.
+    def excuse_unstored(self, when: str) -> None:
+        """After a kill: keys the killed runner created and had not stored; their secret died with it.
 
-        No runner can tell them from a concurrent runner's key that is about to be stored,
-        so the next run rightly leaves them alone during the grace period (a run after it
-        deletes them): they are treated like the seeded young orphans.
+        Called once the killed runner's last requests have been handled (requests it had
+        sent before dying may still land after the SIGKILL, as on AWS). No runner can tell
+        these keys from a concurrent runner's key that is about to be stored, so the next run
+        rightly leaves them alone during the grace period (a run after it deletes them): they
+        are treated like the seeded young orphans.
         """
         iam_backend, sm_backend = _backends()
         for name, bot in self.s.bots.items():

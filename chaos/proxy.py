@@ -159,6 +159,8 @@ class ChaosProxy:
         self._rng = random.Random(0)
         self.stats = Stats()
         self.checker: Callable[[RequestInfo], None] | None = None
+        self._inflight = 0
+        self._idle = threading.Condition()
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class ChaosProxy:
         class Handler(_Handler):
             chaos = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.request_queue_size = 64
         self._thread = threading.Thread(target=self._server.serve_forever, name="chaos-proxy", daemon=True)
@@ -226,6 +228,27 @@ class ChaosProxy:
                 conn.close()
             mock_random.seed(seed)
 
+    def quiesce(self, timeout: float = 30.0) -> bool:
+        """Wait until no request is being handled (a killed runner's requests may still be queued)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _enter(self) -> None:
+        with self._idle:
+            self._inflight += 1
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.notify_all()
+
     # --- per request --------------------------------------------------------------
 
     def _decide(self) -> tuple[str | None, float, Faults]:
@@ -257,6 +280,15 @@ class ChaosProxy:
             conn.close()
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A killed runner's sockets are reset by its kernel: expected, not worth a traceback.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     chaos: ChaosProxy
@@ -265,9 +297,20 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _handle(self) -> None:
+        self.chaos._enter()
+        try:
+            self._handle_one()
+        finally:
+            self.chaos._leave()
+
+    def _handle_one(self) -> None:
         chaos = self.chaos
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            # The client died mid-request (a killed runner): AWS would never act on half a request.
+            self.close_connection = True
+            return
         service, operation = _service_and_operation(self.headers, body)
         if self.path.startswith("/moto-api"):
             fault, latency, faults = None, 0.0, chaos._faults

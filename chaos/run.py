@@ -45,6 +45,7 @@ from chaos.proxy import FAULT_KINDS, ChaosProxy, Faults, Stats  # noqa: E402
 from chaos.scenario import HOSTNAME, MAX_SCENARIO_AGE, ORPHAN_GRACE, build  # noqa: E402
 
 RUNNER_TIMEOUT = 120.0
+RATE_VARIABLE = "ROTATOR_AWS__MAX_REQUESTS_PER_SECOND"
 FAKE_KEY_ID = "AKIACHAOSFAKEKEY0000"
 FAKE_SECRET = "chaos-fake-aws-secret-key-never-printed-0000"
 
@@ -123,6 +124,12 @@ class Suite:
         if args.self_test:  # the suite's own reference implementation, to show the invariants can be met
             self.src, self.module = REPO, "chaos.reference"
             self.env = runner_env(self.proxy.url, REPO)
+        for item in args.rotator_env or []:
+            name, _, value = item.partition("=")
+            self.env[name] = value
+        # rotator paces itself (ROTATOR_AWS__MAX_REQUESTS_PER_SECOND, default 20/s): the suite raises
+        # that for speed, except for set c's concurrent runners, which keep the shipped default.
+        self.fast_env = {RATE_VARIABLE: str(args.rps)} if args.rps and RATE_VARIABLE not in self.env else {}
         self.workdir = Path(tempfile.mkdtemp(prefix="rotator-chaos-"))
         self.kept_dirs: list[Path] = []
 
@@ -172,13 +179,22 @@ class Suite:
         else:
             shutil.rmtree(out, ignore_errors=True)
 
-    def start(self, argv: list[str], out: Path, label: str):
+    def supports(self, env: dict[str, str]) -> bool:
+        """Whether rotator accepts these extra settings (an unknown ROTATOR_* name exits 2)."""
+        self.proxy.phase(None)
+        p = subprocess.run(
+            [python(), "-m", self.module, "plan", "--job", "run-secrets", "--output", "json"],
+            cwd=str(self.src), env={**self.env, **env}, capture_output=True, text=True, timeout=120,
+        )
+        return not (p.returncode == 2 and any(name in p.stderr for name in env))
+
+    def start(self, argv: list[str], out: Path, label: str, paced: bool = False):
         stdout = open(out / f"{label}.stdout", "w+")
         stderr = open(out / f"{label}.stderr", "w+")
         proc = subprocess.Popen(
             [python(), "-m", self.module, *argv],
             cwd=str(self.src),
-            env=self.env,
+            env=self.env if paced else {**self.env, **self.fast_env},
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
@@ -207,15 +223,19 @@ class Suite:
         stderr.close()
         return result
 
-    def run_many(self, fig: Figures, checker: Checker, out: Path, runs: list[tuple[str, list[str]]], faults: Faults) -> list[RunResult]:
+    def run_many(
+        self, fig: Figures, checker: Checker, out: Path, runs: list[tuple[str, list[str]]], faults: Faults, *, paced: bool = False
+    ) -> list[RunResult]:
         stats = self.proxy.phase(faults, checker.after_request)
         checker.phase = runs[0][0] if len(runs) == 1 else f"{len(runs)} concurrent runners"
         started = []
         for label, argv in runs:
-            started.append(self.start(argv, out, label))
+            started.append(self.start(argv, out, label, paced=paced))
             if faults.kill_after is not None:
                 faults.kill_pid = started[-1][0].pid
         results = [self.wait(s, argv, label) for s, (label, argv) in zip(started, runs, strict=True)]
+        if not self.proxy.quiesce():
+            checker.violate("suite", "proxy", "requests still in flight 30s after the runners ended", checker.phase)
         self.proxy.phase(None)
         fig.stats.merge(stats)
         fig.runs += len(results)
@@ -306,6 +326,8 @@ class Suite:
             r = self.run_one(fig, checker, out, f"killed-at-{k}", ["run", "--apply", "--output", "json"], faults)
             if not r.killed and not r.hung:
                 self.document(checker, r)  # finished before request k: still must not crash
+            if r.killed:
+                checker.excuse_unstored(f"killed at request #{k}")
             if checker.excused:
                 # The killed runner held secrets of keys it had not stored. The next run must
                 # leave those keys alone (young, maybe another runner's) and may be unable to
@@ -332,7 +354,7 @@ class Suite:
                 scenario, checker, out = self.scenario(fig, "c", seed, f"-{int(latency * 1000)}ms")
                 checker.set_name = f"c latency={int(latency * 1000)}ms"
                 runs = [(f"runner-{i}", ["run", "--apply", "--job", "bot-keys", "--output", "json"]) for i in range(1, 5)]
-                results = self.run_many(fig, checker, out, runs, Faults(latency=latency, seed=seed))
+                results = self.run_many(fig, checker, out, runs, Faults(latency=latency, seed=seed), paced=True)
                 for r in results:
                     doc = self.document(checker, r)
                     if r.rc != 0 and not r.hung:
@@ -448,6 +470,10 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=int, default=1, help="up to this many users per shape (default 1)")
     p.add_argument("--rotator-src", default=str(REPO), help="directory holding the rotator package to test (default: this checkout)")
     p.add_argument("--self-test", action="store_true", help="run the sets against chaos/reference.py, a minimal correct rotator: must show no violations")
+    p.add_argument("--rps", type=float, default=200,
+                   help=f"{RATE_VARIABLE} for every run but set c's concurrent runners (default 200; 0: rotator's default)")
+    p.add_argument("--rotator-env", action="append", metavar="NAME=VALUE",
+                   help="an extra setting for every run, e.g. ROTATOR_AWS__CONCURRENCY=1 (repeatable)")
     p.add_argument("--json", metavar="FILE", help="also write the figures and violations to FILE as JSON")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -464,6 +490,9 @@ def main(argv=None) -> int:
         if broken:
             print(f"chaos: rotator under {suite.src} does not start: {broken}", file=sys.stderr)
             return 2
+        if suite.fast_env and not suite.supports(suite.fast_env):
+            print(f"  this rotator has no {RATE_VARIABLE}: runs keep its own pace", flush=True)
+            suite.fast_env = {}
         print(f"rotator chaos: {args.fault_seeds} fault seeds (rate {args.fault_rate:g}), {args.kill_points} kill points, "
               f"{args.concurrency_seeds} concurrency seeds x 2 latencies; proxy {suite.proxy.url} -> moto {suite.proxy.moto_url}",
               flush=True)

@@ -321,7 +321,7 @@ class _BotUserExecution:
                 yield record(Outcome(action, SKIPPED, f"not attempted: {stopped}"))
                 continue
             if action.kind == FORGET_KEY:
-                outcome = self._forget(action)
+                outcome = self._forget_stale(action)
             elif action.kind == DELETE_KEY:
                 outcome = self._delete(action)
             else:
@@ -348,6 +348,17 @@ class _BotUserExecution:
             else:
                 return record(Outcome(action, FAILED, f"store: {describe_error(exc)}"))
         return None if action.kind == DELETE_KEY else record(Outcome(action, DONE))
+
+    def _forget_stale(self, action: Action) -> Outcome:
+        """Forget a stored key IAM did not list, once IAM confirms it is gone: another runner may
+        have created and stored it after this run listed the user's keys."""
+        try:
+            present = any(k.key_id == action.key_id for k in inventory.list_access_keys(self._iam, action.user))
+        except Exception as exc:  # noqa: BLE001
+            return record(Outcome(action, FAILED, f"re-listing the keys: {describe_error(exc)}"))
+        if present:
+            return record(Outcome(action, SKIPPED, "kept: the key exists in IAM (created since this run listed the keys)"))
+        return self._forget(action)
 
     def _still_stored(self, action: Action) -> bool | None:
         try:
