@@ -15,6 +15,7 @@ from side_by_side import (
     Scenario,
     floor,
     floor_by_operation,
+    issue_floor,
 )
 
 
@@ -61,11 +62,17 @@ def report(results: list[tuple[Scenario, dict[str, Measured]]], *, contrast: Mea
             print(f"{s.title if i == 0 else '':<40} {m.subject:<30} {m.wall:>8.1f} {calls:>7,} {f'{total_floor:,}' if key != 'loop' else '':>6}"
                   f" {ratio:>8} {vs_loop:>9} {_fmt(m.rss_mib, '.1f'):>8}  {note}")
     print()
+    r_by_name = {s.name: r for s, r in results}
     for s, _ in results:
         total_floor, parts = floor(s)
         print(f"floor {s.name} = " + " + ".join(f"{v:,} {k}" for k, v in parts.items()) + f" = {total_floor:,}")
+        m = r_by_name[s.name]["rotator"]
+        print(f"  issue #14's floor (the first six terms) = {issue_floor(s):,}: rotator @{FAST_RATE} at"
+              f" {m.total / issue_floor(s):.3f} x of it")
     print("  (listing: GetAccountAuthorizationDetails pages, moto answers in one, + ListSecrets pages of 100 for bot-keys;"
-          " report: Generate + GetCredentialReport; a store write is one call per key forgotten or stored)")
+          " report: Generate + GetCredentialReport; a store write is one call per key forgotten or stored; verifications:"
+          " GetCallerIdentity as each new key; write second steps: UpdateSecretVersionStage of each staged write; store"
+          " reads: GetSecretValue per bot user whose entry changes)")
 
     for s, r in results:
         columns = [("rotator", r["rotator"]), ("polite", r["polite"]) if not r["polite"].note else None,

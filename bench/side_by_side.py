@@ -23,7 +23,15 @@ The call floor, from the scenario by the service's rules (not from rotator's cod
     listing pages (GetAccountAuthorizationDetails: moto answers in one; + ListSecrets pages of 100
     when bot-keys runs) + 2 (GenerateCredentialReport, GetCredentialReport) + one ListAccessKeys per
     managed user needing action + one call per key deletion, per key creation and per store write
-    (one per stored key forgotten, one per new key stored).
+    (one per stored key forgotten, one per new key stored): the floor of issue #14, which predates
+    the verified bot keys of #16 and the conflict-safe store of #10. What those require is added:
+    per new key its GetCallerIdentity as the bot user (#16: verified before it is handed out); per
+    store write its second step, moving AWSCURRENT to the version just staged AWSPENDING (#16 for
+    a new key; for every write the compare-and-swap that keeps concurrent runners from losing
+    each other's entries, #10: Secrets Manager's only conditional write); per bot user whose
+    entry changes one read of the current value (the version to compare against, and the other
+    key's secret the new value must still hold). The targets are judged on that floor; the
+    issue's own floor is printed beside it.
 After each subject the account is checked: no expired end-user key left, every bot user with two
 live staggered keys that the store holds newest first, everything else untouched.
 """
@@ -181,6 +189,7 @@ class Needs:
     deletions: int = 0
     creations: int = 0
     store_writes: int = 0
+    store_reads: int = 0  # bot users whose stored entry changes
 
 
 def needs(user: User) -> Needs:
@@ -195,12 +204,18 @@ def needs(user: User) -> Needs:
     if not doomed and not creations:
         return Needs()
     # every bot key is stored: forgetting each deleted key is a store write, so is storing each new key
-    return Needs(1, len(doomed), creations, len(doomed) + creations)
+    writes = len(doomed) + creations
+    return Needs(1, len(doomed), creations, writes, int(writes > 0))
+
+
+ISSUE_FLOOR_PARTS = ("listing", "report", "ListAccessKeys", "deletions", "creations", "store writes")
 
 
 def floor(s: Scenario) -> tuple[int, dict[str, int]]:
     """listing pages + credential report (2) + one ListAccessKeys per user needing action
-    + one call per deletion, creation and store write."""
+    + one call per deletion, creation and store write (issue #14's floor: ``ISSUE_FLOOR_PARTS``)
+    + one verification per creation, one second step per store write, one store read per bot
+    user whose entry changes (what #16 and #10 require)."""
     kinds = [k for k, job in (("user", "user-keys"), ("bot", "bot-keys")) if job in s.jobs]
     total = Needs()
     for u in s.users:
@@ -210,16 +225,24 @@ def floor(s: Scenario) -> tuple[int, dict[str, int]]:
             total.deletions += n.deletions
             total.creations += n.creations
             total.store_writes += n.store_writes
+            total.store_reads += n.store_reads
     listing = 1 if IAM_PAGE is None else math.ceil(len(s.users) / IAM_PAGE)
     if "bot-keys" in s.jobs:
         listing += math.ceil(len(s.of_kind("bot")) / SECRETS_PAGE)
     parts = {"listing": listing, "report": 2, "ListAccessKeys": total.users, "deletions": total.deletions,
-             "creations": total.creations, "store writes": total.store_writes}
+             "creations": total.creations, "store writes": total.store_writes,
+             "verifications": total.creations, "write second steps": total.store_writes, "store reads": total.store_reads}
     return sum(parts.values()), parts
 
 
+def issue_floor(s: Scenario) -> int:
+    """Issue #14's floor as it was written (no verification, one call per store write)."""
+    _, parts = floor(s)
+    return sum(parts[p] for p in ISSUE_FLOOR_PARTS)
+
+
 def floor_by_operation(s: Scenario) -> Counter:
-    """The floor as calls: the operation each of its calls would be (a store write as one PutSecretValue)."""
+    """The floor as calls: the operation each of its calls would be."""
     _, parts = floor(s)
     bots = "bot-keys" in s.jobs
     pages = math.ceil(len(s.of_kind("bot")) / SECRETS_PAGE) if bots else 0
@@ -228,6 +251,9 @@ def floor_by_operation(s: Scenario) -> Counter:
         ("iam", "GenerateCredentialReport"): 1, ("iam", "GetCredentialReport"): 1,
         ("iam", "ListAccessKeys"): parts["ListAccessKeys"], ("iam", "DeleteAccessKey"): parts["deletions"],
         ("iam", "CreateAccessKey"): parts["creations"], ("secretsmanager", "PutSecretValue"): parts["store writes"],
+        ("sts", "GetCallerIdentity"): parts["verifications"],
+        ("secretsmanager", "UpdateSecretVersionStage"): parts["write second steps"],
+        ("secretsmanager", "GetSecretValue"): parts["store reads"],
     })
 
 
@@ -263,7 +289,7 @@ def seed(s: Scenario, *, now: datetime, secret_prefix: str) -> None:
     from moto.iam.models import iam_backends
     from moto.secretsmanager.models import secretsmanager_backends
 
-    from rotator.keystore.secretsmanager import _description  # the store's own index format
+    from rotator.keystore.secretsmanager import _description, _version_id  # the store's own format
 
     iam = iam_backends[ACCOUNT_ID]["global"]
     sm = secretsmanager_backends[ACCOUNT_ID][REGION]
@@ -279,8 +305,8 @@ def seed(s: Scenario, *, now: datetime, secret_prefix: str) -> None:
                             "created": key.create_date.isoformat()})
         if u.kind == "bot":
             entries.sort(key=lambda e: e["created"], reverse=True)
-            sm.create_secret(secret_prefix + u.name, json.dumps(entries), None,
-                             _description(u.name, [e["access_key_id"] for e in entries]), None, None, None, [], False)
+            sm.create_secret(secret_prefix + u.name, json.dumps(entries), None, _description(u.name), None, None,
+                             _version_id(entries), [], False)
 
 
 def _aware(when: datetime) -> datetime:

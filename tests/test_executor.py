@@ -84,7 +84,7 @@ def test_bot_creation_skipped_when_a_deletion_failed(aws, store, fault):
 def test_dry_run_calls_nothing(aws, store, fault):
     for op in ("DeleteAccessKey", "CreateAccessKey", "ListAccessKeys"):
         fault("iam", op, "ShouldNotBeCalled")
-    for op in ("GetSecretValue", "UpdateSecret", "CreateSecret"):
+    for op in ("GetSecretValue", "PutSecretValue", "UpdateSecretVersionStage", "CreateSecret"):
         fault("secretsmanager", op, "ShouldNotBeCalled")
     outcomes = execute(aws, [delete("bot-keys", BOT, "AKIAXXXXXXXXXXXXXXXX"), create(BOT)], dry_run=True)
     assert [o.result for o in outcomes] == ["dry-run", "dry-run"]

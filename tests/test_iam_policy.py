@@ -313,7 +313,7 @@ def test_every_call_of_a_full_run_is_allowed(aws, monkeypatch, recorded):
 
     operations = {action for action, _ in recorded}
     # the run exercised every kind of change
-    assert {"iam:DeleteAccessKey", "iam:CreateAccessKey", "secretsmanager:UpdateSecret", "secretsmanager:CreateSecret",
+    assert {"iam:DeleteAccessKey", "iam:CreateAccessKey", "secretsmanager:CreateSecret",
             "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage",
             "secretsmanager:DeleteSecret", "secretsmanager:RemoveRegionsFromReplication", "secretsmanager:RestoreSecret"} <= operations
     calls = list(recorded)

@@ -2,19 +2,23 @@
 
 Secret ``<prefix><iam user name>``; its ``AWSCURRENT`` value is a JSON list of that user's
 live keys, newest first (``access_key_id``, ``secret_access_key``, ``created``): a reader
-takes the first. The secret's description lists the key ids (never secrets) so that one
-paginated ListSecrets tells which bot users may need a closer look.
+takes the first. Every version this store writes is named ``<uuid hex>.k<number of keys>``,
+so that one paginated ListSecrets (which lists each secret's version ids and stages) tells
+how many keys each user's current value holds, and so which bot users may need a closer
+look, with the count written in the same call as the value it describes. Secrets written
+before this index (their description lists the key ids) are counted from the description.
 
 Every write is a compare-and-swap, so concurrent runners never lose each other's entries:
 the new value is written as a version staged ``AWSPENDING``, then ``AWSCURRENT`` is moved
 to it with ``RemoveFromVersionId=<the version read>``, which Secrets Manager refuses when
 another writer moved it first; then the store is read again and the change re-applied.
-Values are always read with ``VersionStage="AWSCURRENT"``.
+Values are always read with ``VersionStage=CURRENT_STAGE``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -23,14 +27,16 @@ from datetime import datetime
 import structlog
 from botocore.exceptions import ClientError
 
-from rotator.aws import SafeError, describe_error, error_code
+from rotator.aws import SafeError, error_code
 from rotator.keystore import KEY_ID, StoreConflict, StoreUnreadable, WouldEmptyStore
 from rotator.logs import remember_secret
 from rotator.model import NewKey
 
 log = structlog.get_logger("rotator.keystore")
 
-_IDS_MARK = "key ids: "
+_IDS_MARK = "key ids: "  # the description index of earlier versions, still read
+_COUNTED_VERSION = re.compile(r"[0-9a-f]{32}\.k([0-9]{1,2})")
+CURRENT_STAGE = "AWSCURRENT"
 PENDING_STAGE = "AWSPENDING"
 CAS_ATTEMPTS = 8
 
@@ -49,7 +55,6 @@ class SecretsManagerStore:
         "secretsmanager:CreateSecret",
         "secretsmanager:PutSecretValue",
         "secretsmanager:UpdateSecretVersionStage",
-        "secretsmanager:UpdateSecret",  # the description (key ids), never the value
         "secretsmanager:TagResource",  # CreateSecret with Tags needs it
     )
 
@@ -73,8 +78,7 @@ class SecretsManagerStore:
                 name = secret.get("Name")
                 if not isinstance(name, str) or not name.startswith(self.prefix) or secret.get("DeletedDate"):
                     continue
-                description = secret.get("Description")
-                counts[name[len(self.prefix):]] = len(_ids_from_description(description if isinstance(description, str) else ""))
+                counts[name[len(self.prefix):]] = _stored_count(secret)
         return counts
 
     def stored_key_ids(self, user_name: str) -> frozenset[str]:
@@ -93,7 +97,7 @@ class SecretsManagerStore:
             _, version, based_on, entries = pending
             try:
                 self._sm.update_secret_version_stage(
-                    SecretId=self.secret_name(key.user), VersionStage="AWSCURRENT", MoveToVersionId=version,
+                    SecretId=self.secret_name(key.user), VersionStage=CURRENT_STAGE, MoveToVersionId=version,
                     RemoveFromVersionId=based_on,
                 )
             except ClientError as exc:
@@ -102,7 +106,6 @@ class SecretsManagerStore:
                 self._known.pop(key.user, None)  # another writer was first: the full compare-and-swap below
             else:
                 self._known[key.user] = _Current(version_id=version, entries=entries)
-                self._set_description(key.user, entries)
                 return
         new_entry = {KEY_ID: key.key_id, "secret_access_key": key.secret, "created": key.created.isoformat()}
         self._update(key.user, lambda entries: [new_entry] + [e for e in entries if e[KEY_ID] != key.key_id])
@@ -115,7 +118,7 @@ class SecretsManagerStore:
             return  # no secret yet: nothing reads this user's keys, and ``add`` creates it
         entry = {KEY_ID: key.key_id, "secret_access_key": key.secret, "created": key.created.isoformat()}
         entries = _newest_first([entry] + [e for e in current.entries if e[KEY_ID] != key.key_id])
-        version = str(uuid.uuid4())
+        version = _version_id(entries)
         self._sm.put_secret_value(
             SecretId=self.secret_name(key.user), ClientRequestToken=version, SecretString=json.dumps(entries),
             VersionStages=[PENDING_STAGE],
@@ -138,7 +141,7 @@ class SecretsManagerStore:
 
     def _read(self, user_name: str) -> _Current | None:
         try:
-            answer = self._sm.get_secret_value(SecretId=self.secret_name(user_name), VersionStage="AWSCURRENT")
+            answer = self._sm.get_secret_value(SecretId=self.secret_name(user_name), VersionStage=CURRENT_STAGE)
         except ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return None
@@ -162,8 +165,9 @@ class SecretsManagerStore:
                 try:
                     self._sm.create_secret(
                         Name=name,
+                        ClientRequestToken=_version_id(entries),
                         SecretString=json.dumps(entries),
-                        Description=_description(user_name, [e[KEY_ID] for e in entries]),
+                        Description=_description(user_name),
                         Tags=[{"Key": "managed-by", "Value": "gen3wf-rotator"}, {"Key": "gen3wf-bot-user", "Value": user_name}],
                     )
                 except ClientError as exc:
@@ -176,13 +180,13 @@ class SecretsManagerStore:
                 if known is not None:
                     continue  # "nothing to change" is only decided on a fresh read
                 return
-            version = str(uuid.uuid4())
+            version = _version_id(entries)
             self._sm.put_secret_value(
                 SecretId=name, ClientRequestToken=version, SecretString=json.dumps(entries), VersionStages=[PENDING_STAGE]
             )
             try:
                 self._sm.update_secret_version_stage(
-                    SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=version, RemoveFromVersionId=current.version_id
+                    SecretId=name, VersionStage=CURRENT_STAGE, MoveToVersionId=version, RemoveFromVersionId=current.version_id
                 )
             except ClientError as exc:
                 if error_code(exc) in ("InvalidParameterException", "InvalidRequestException"):
@@ -190,16 +194,8 @@ class SecretsManagerStore:
                     continue
                 raise
             self._known[user_name] = _Current(version_id=version, entries=entries)
-            self._set_description(user_name, entries)
             return
         raise StoreConflict(f"{name}: still changing under us after {CAS_ATTEMPTS} attempts")
-
-    def _set_description(self, user_name: str, entries: list[dict]) -> None:
-        # Only the index hint: a failure here is logged, and the next write puts it right.
-        try:
-            self._sm.update_secret(SecretId=self.secret_name(user_name), Description=_description(user_name, [e[KEY_ID] for e in entries]))
-        except Exception as exc:  # noqa: BLE001
-            log.warning("store.description_failed", user=user_name, error=describe_error(exc))
 
 
 def parse_entries(value: str, *, where: str) -> list[dict]:
@@ -247,8 +243,26 @@ def _newest_first(entries: list[dict]) -> list[dict]:
     return sorted(entries, key=lambda e: datetime.fromisoformat(e["created"]).timestamp(), reverse=True)
 
 
-def _description(user_name: str, key_ids: list[str]) -> str:
-    return f"Gen3Workflow bot keys of {user_name}, managed by gen3wf-rotator; {_IDS_MARK}{','.join(key_ids)}"
+def _version_id(entries: list[dict]) -> str:
+    """A new version's id (ClientRequestToken): unique, and counting the keys its value holds."""
+    return f"{uuid.uuid4().hex}.k{len(entries)}"
+
+
+def _stored_count(secret: Mapping) -> int:
+    """How many keys a ListSecrets entry's AWSCURRENT value holds: from its version id, else
+    (a secret last written before the version-id index) from the key ids in its description."""
+    versions = secret.get("SecretVersionsToStages")
+    if isinstance(versions, Mapping):
+        for version, stages in versions.items():
+            if isinstance(stages, list) and CURRENT_STAGE in stages and isinstance(version, str):
+                if counted := _COUNTED_VERSION.fullmatch(version):
+                    return int(counted.group(1))
+    description = secret.get("Description")
+    return len(_ids_from_description(description if isinstance(description, str) else ""))
+
+
+def _description(user_name: str) -> str:
+    return f"Gen3Workflow bot keys of {user_name}, managed by gen3wf-rotator: a JSON list, newest first"
 
 
 def _ids_from_description(description: str) -> list[str]:

@@ -238,7 +238,7 @@ under the patterns' prefixes; both only in the region(s) and account(s) when the
     "iam:CreateAccessKey"))
   (dict "Sid" "BotKeyStore" "Effect" "Allow" "Resource" $store "Action" (list
     "secretsmanager:GetSecretValue" "secretsmanager:CreateSecret" "secretsmanager:PutSecretValue"
-    "secretsmanager:UpdateSecretVersionStage" "secretsmanager:UpdateSecret" "secretsmanager:TagResource"))
+    "secretsmanager:UpdateSecretVersionStage" "secretsmanager:TagResource"))
   (dict "Sid" "RunSecrets" "Effect" "Allow" "Resource" (uniq $runSecrets) "Action" (list
     "secretsmanager:DescribeSecret" "secretsmanager:TagResource" "secretsmanager:UntagResource"
     "secretsmanager:DeleteSecret" "secretsmanager:RestoreSecret" "secretsmanager:RemoveRegionsFromReplication"))
