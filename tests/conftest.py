@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import boto3
 import pytest
@@ -13,6 +13,8 @@ from moto import mock_aws
 from helpers import HOST, T0, TAG  # noqa: F401
 from rotator import logs
 from rotator.aws import Aws
+from rotator.keystore.secretsmanager import SecretsManagerStore
+from rotator.settings import load_settings
 
 
 def _clean_environment() -> None:
@@ -60,9 +62,38 @@ def aws(_moto, _session_aws) -> Iterator[Aws]:
 
 
 @pytest.fixture
-def fault(aws) -> Iterator:
-    """Make one AWS operation fail with an error code, at botocore's boundary."""
-    registered = []
+def settings(monkeypatch: pytest.MonkeyPatch):
+    """The settings of a deployment on ``helpers.HOST``, nothing else set."""
+    monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
+    return load_settings()
+
+
+@pytest.fixture
+def store(aws, settings) -> SecretsManagerStore:
+    return SecretsManagerStore(aws.client("secretsmanager"), prefix=settings.bot_secret_prefix)
+
+
+@pytest.fixture
+def hooks(aws) -> Iterator[Callable[[str, str, Callable], None]]:
+    """Register a botocore handler for one event on a service's shared client and its
+    single-attempt twin (``register(service, event, handler)``); all removed at teardown."""
+    registered: list[tuple[str, str, str]] = []
+
+    def register(service: str, event: str, handler: Callable) -> None:
+        uid = f"test-hook-{len(registered)}"
+        for retries in (True, False):
+            aws.client(service, retries=retries).meta.events.register(event, handler, unique_id=uid)
+        registered.append((service, event, uid))
+
+    yield register
+    for service, event, uid in registered:
+        for retries in (True, False):
+            aws.client(service, retries=retries).meta.events.unregister(event, unique_id=uid)
+
+
+@pytest.fixture
+def fault(hooks) -> Callable:
+    """Make one AWS operation fail with an error code, at botocore's boundary (before AWS sees it)."""
 
     def inject(service: str, operation: str, code: str, *, times: int | None = None) -> None:
         remaining = [times]
@@ -74,16 +105,26 @@ def fault(aws) -> Iterator:
                 remaining[0] -= 1
             raise ClientError({"Error": {"Code": code, "Message": f"injected {code}"}}, operation)
 
-        event = f"before-call.{service}.{operation}"
-        uid = f"test-fault-{len(registered)}"
-        for retries in (True, False):  # the shared client and its single-attempt twin
-            aws.client(service, retries=retries).meta.events.register(event, fail, unique_id=uid)
-        registered.append((service, event, uid))
+        hooks(service, f"before-call.{service}.{operation}", fail)
 
-    yield inject
-    for service, event, uid in registered:
-        for retries in (True, False):
-            aws.client(service, retries=retries).meta.events.unregister(event, unique_id=uid)
+    return inject
+
+
+@pytest.fixture
+def after(hooks) -> Callable:
+    """Run ``hook(**kwargs)`` after an operation was applied by AWS, before its answer reaches us."""
+
+    def install(service: str, operation: str, hook: Callable, *, times: int = 1) -> None:
+        left = [times]
+
+        def handler(**kwargs):
+            if left[0] > 0:
+                left[0] -= 1
+                hook(**kwargs)
+
+        hooks(service, f"after-call.{service}.{operation}", handler)
+
+    return install
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import structlog
 from freezegun import freeze_time
 
 from helpers import HOST, T0, TAG, days, key_ids, make_key, make_user
-from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.names import bot_user_name, iam_user_name, owner_tag_value
 from rotator.runner import Runner
 from rotator.settings import ConfigError, load_settings
@@ -19,17 +18,6 @@ DECOY_OTHER_HOST = iam_user_name("other.example.org", "1")
 DECOY_UNTAGGED = iam_user_name(HOST, "999")
 DECOY_UNRELATED = "ci-deployer"
 DECOY_BOT_OTHER_HOST = bot_user_name("other.example.org", "1")
-
-
-@pytest.fixture
-def settings(monkeypatch):
-    monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
-    return load_settings()
-
-
-@pytest.fixture
-def store(aws, settings):
-    return SecretsManagerStore(aws.client("secretsmanager"), prefix=settings.bot_secret_prefix)
 
 
 @pytest.fixture

@@ -17,12 +17,6 @@ from rotator.settings import load_settings
 
 
 @pytest.fixture
-def settings(monkeypatch):
-    monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
-    return load_settings()
-
-
-@pytest.fixture
 def metrics(aws):
     m = Metrics(CollectorRegistry())
     m.instrument(aws)

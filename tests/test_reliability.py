@@ -21,40 +21,10 @@ NOW = T0 + days(40)
 
 
 @pytest.fixture
-def settings(monkeypatch):
-    monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
+def settings(monkeypatch, settings):
+    """The shared settings, with the fraction brake out of the way: these runs touch one or two bots."""
     monkeypatch.setenv("ROTATOR_SAFETY__MAX_DELETION_FRACTION", "1")
     return load_settings()
-
-
-@pytest.fixture
-def store(aws, settings):
-    return SecretsManagerStore(aws.client("secretsmanager"), prefix=settings.bot_secret_prefix)
-
-
-@pytest.fixture
-def after(aws):
-    """Run ``hook(**kwargs)`` after an operation was applied by AWS, before its answer reaches us."""
-    registered = []
-
-    def install(service, operation, hook, *, times=1):
-        left = [times]
-
-        def handler(**kwargs):
-            if left[0] > 0:
-                left[0] -= 1
-                hook(**kwargs)
-
-        uid = f"test-after-{len(registered)}"
-        event = f"after-call.{service}.{operation}"
-        for retries in (True, False):
-            aws.client(service, retries=retries).meta.events.register(event, handler, unique_id=uid)
-        registered.append((service, event, uid))
-
-    yield install
-    for service, event, uid in registered:
-        for retries in (True, False):
-            aws.client(service, retries=retries).meta.events.unregister(event, unique_id=uid)
 
 
 def lose_answer(**_):

@@ -9,7 +9,6 @@ from prometheus_client import CollectorRegistry
 
 from helpers import HOST, T0, TAG, days, key_ids, make_key, make_user
 from rotator import verify as verify_module
-from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.metrics import Metrics
 from rotator.model import NewKey
 from rotator.names import bot_user_name
@@ -25,17 +24,6 @@ NOW = T0 + days(40)
 def fast_backoff(monkeypatch):
     monkeypatch.setattr(verify_module, "FIRST_DELAY_SECONDS", 0.01)
     monkeypatch.setattr(verify_module, "MAX_DELAY_SECONDS", 0.02)
-
-
-@pytest.fixture
-def settings(monkeypatch):
-    monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
-    return load_settings()
-
-
-@pytest.fixture
-def store(aws, settings):
-    return SecretsManagerStore(aws.client("secretsmanager"), prefix=settings.bot_secret_prefix)
 
 
 @pytest.fixture

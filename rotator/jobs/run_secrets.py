@@ -162,6 +162,19 @@ def plan_run_secrets(
 # --- I/O between the pure steps ----------------------------------------------------------
 
 
+def status_errors(statuses: Mapping[str, RunStatus], source: str) -> tuple[str, ...]:
+    return tuple(
+        f"run {run_id}: {source} status unavailable ({status.detail}); its secrets are kept"
+        for run_id, status in statuses.items()
+        if status.state == "error"
+    )
+
+
+def unmatched(secrets: Iterable[RunSecret]) -> tuple[Skipped, ...]:
+    """Secrets under a run-secret prefix that no pattern reads a run id from: never guessed at."""
+    return tuple(Skipped(name=s.name, reason="has a run-secret prefix but matches no pattern") for s in secrets if s.run_id is None)
+
+
 def lookup_statuses(source: RunStatusSource, run_ids: Sequence[str]) -> dict[str, RunStatus]:
     """One lookup per run, at most STATUS_CONCURRENCY at a time."""
     if not run_ids:
@@ -226,27 +239,22 @@ class RunSecretsJob:
         described = tuple(
             describe_replication(ctx.aws.client("secretsmanager", region=s.region), s) if s.arn in to_describe else s for s in secrets
         )
+        # What the plan will carry as errors and skips, logged here: planning itself stays pure.
+        for message in status_errors(statuses, source.name):
+            log.error("run_status.failed", source=source.name, error=message)
+        for s in unmatched(described):
+            log.warning("secret.skipped", secret=s.name, reason=s.reason)
+        for s in described:
+            if s.pending_deletion:
+                log.info("secret.pending_deletion", secret=s.name, run_id=s.run_id)
         return RunSecretsObservation(described, frozen_mapping(statuses), source.name, None)
 
     def plan(self, observed: RunSecretsObservation, *, now: datetime, settings: Settings) -> RunSecretsPlan:
         actions, states = plan_run_secrets(
             observed.secrets, observed.statuses, now=now, settings=settings.run_secrets, region=observed.region
         )
-        errors = tuple(
-            f"run {run_id}: {observed.source} status unavailable ({status.detail}); its secrets are kept"
-            for run_id, status in observed.statuses.items()
-            if status.state == "error"
-        )
-        for message in errors:
-            log.error("run_status.failed", source=observed.source, error=message)
-        skipped = tuple(
-            Skipped(name=s.name, reason="has a run-secret prefix but matches no pattern") for s in observed.secrets if s.run_id is None
-        )
-        for s in skipped:
-            log.warning("secret.skipped", secret=s.name, reason=s.reason)
-        for s in observed.secrets:
-            if s.pending_deletion:
-                log.info("secret.pending_deletion", secret=s.name, run_id=s.run_id)
+        errors = status_errors(observed.statuses, observed.source)
+        skipped = unmatched(observed.secrets)
         return RunSecretsPlan(
             job=NAME,
             actions=actions,
