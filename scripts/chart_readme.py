@@ -14,7 +14,6 @@ error, so the table can never silently miss one.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import re
 import sys
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from generated_file import write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "rotator"
@@ -153,18 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UndocumentedValue, ValueError) as exc:
         print(f"chart_readme: {exc}", file=sys.stderr)
         return 2
-    target = CHART / "README.md"
-    current = target.read_text() if target.exists() else ""
-    if args.check:
-        if current == expected:
-            return 0
-        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), expected.splitlines(True), str(target), "generated"))
-        print(f"\n{target} is not current: run python3 scripts/chart_readme.py", file=sys.stderr)
-        return 1
-    if current != expected:
-        target.write_text(expected)
-        print(f"wrote {target}")
-    return 0
+    return write_or_check(CHART / "README.md", expected, check=args.check, command="python3 scripts/chart_readme.py")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,10 @@ container, its /tmp volume, enableServiceLinks: false, and Prometheus scrape ann
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
+from generated_file import write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDECAR = ROOT / "helm" / "sidecar"
@@ -63,17 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that the patch is current")
     args = parser.parse_args(argv)
-    expected = render()
-    current = PATCH.read_text() if PATCH.exists() else ""
-    if args.check:
-        if current != expected:
-            print(f"{PATCH} is not current: run python3 scripts/sidecar_patch.py", file=sys.stderr)
-            return 1
-        return 0
-    if current != expected:
-        PATCH.write_text(expected)
-        print(f"wrote {PATCH}")
-    return 0
+    return write_or_check(PATCH, render(), check=args.check, command="python3 scripts/sidecar_patch.py")
 
 
 if __name__ == "__main__":
