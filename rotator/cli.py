@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     job_options(p_run)
     p_run.add_argument("--apply", action="store_true", help="change things (overrides ROTATOR_DRY_RUN)")
     sub.add_parser("serve", help="run jobs on their schedules; serve /metrics, /healthz, /readyz")
-    sub.add_parser("demo", help="run end to end against an embedded AWS emulator, seeded")
+    p_demo = sub.add_parser("demo", help="run end to end against an embedded AWS emulator, seeded")
+    p_demo.add_argument("--store", choices=("secretsmanager", "gen3workflow-db"), default="secretsmanager",
+                        help="bot-key store to show (gen3workflow-db: a throwaway PostgreSQL from the installed binaries)")
     p_restore = sub.add_parser("restore-secrets", help="undo run-secrets deletions inside the recovery window")
     which = p_restore.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", action="append", metavar="RUN_ID", help="restore this run's secrets (repeatable)")
@@ -85,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from rotator import demo
 
-        return demo.main()
+        return demo.main(store=args.store)
     configured = False
     try:
         settings, origins = load_settings_with_sources()

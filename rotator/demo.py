@@ -4,19 +4,33 @@ Starts moto's server on loopback inside this process, seeds a small Gen3Workflow
 deployment (end users with fresh, expiring and expired keys; bot users with 0, 1, 2
 and expired keys, an orphan; decoys of another hostname and unrelated users), prints
 the plan, applies it, prints the end state and shows that a second run has nothing to do.
+
+``--store gen3workflow-db`` keeps bot keys where the service reads them: a throwaway
+PostgreSQL (from the installed binaries) holds gen3-workflow's ``system_key`` table, the
+seeded bot keys are rows the service wrote (Fernet-encrypted with its ``ENCRYPTION_KEY``),
+and rotator runs from a gen3-workflow config file alone, as a sidecar does.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rotator.model import NewKey
+    from rotator.settings import Settings
+    from rotator.throwaway_pg import Binaries, Postgres
 
 HOSTNAME = "demo.example.org"
 ACCOUNT_ID = "123456789012"  # moto's default account
+STORES = ("secretsmanager", "gen3workflow-db")
 
 
 @dataclass(frozen=True)
@@ -93,15 +107,73 @@ def seed_secrets(aws, *, now: datetime) -> None:
         backend.secrets[name].created_date = int((now - age).timestamp())  # moto stamps "now"
 
 
-def seed(aws, *, hostname: str, secret_prefix: str, now: datetime, users: list[SeedUser] | None = None) -> None:
-    """Create users and keys through the AWS API, then age the keys in the emulator."""
+class ServiceTable:
+    """gen3-workflow's ``system_key`` table, written and read as the service does (``models.py``,
+    ``system_key_utils.py``): one row per key, the secret Fernet-encrypted with ``ENCRYPTION_KEY``,
+    the Gen3 user id without ``-bot``; ``get_system_key`` hands out the row with the greatest ``created_time``."""
+
+    def __init__(self, *, conninfo: str, encryption_key: str, hostname: str) -> None:
+        from cryptography.fernet import Fernet
+
+        self._conninfo = conninfo
+        self._fernet = Fernet(encryption_key)
+        self.hostname = hostname
+
+    def user_id(self, bot_name: str) -> str:
+        from rotator.names import parse_user_name
+
+        parsed = parse_user_name(bot_name, hostname=self.hostname)
+        if parsed is None or parsed.kind != "bot":
+            raise ValueError(f"{bot_name} is not a bot user of {self.hostname}")
+        return parsed.user_id
+
+    def insert(self, key: NewKey) -> None:
+        """The row the service writes when it makes a bot key (created_time: the key's creation, naive UTC)."""
+        import psycopg
+
+        token = self._fernet.encrypt(key.secret.encode()).decode()
+        created = key.created.astimezone(UTC).replace(tzinfo=None)
+        with psycopg.connect(self._conninfo) as conn:
+            conn.execute("INSERT INTO system_key (key_id, key_secret, user_id, created_time) VALUES (%s, %s, %s, %s)",
+                         (key.key_id, token, self.user_id(key.user), created))
+
+    def rows(self) -> list[tuple[str, str, datetime, bool]]:
+        """(user_id, key_id, created_time, decrypts with ENCRYPTION_KEY), the service's order per user."""
+        import psycopg
+        from cryptography.fernet import InvalidToken
+
+        with psycopg.connect(self._conninfo) as conn:
+            rows = conn.execute(
+                "SELECT user_id, key_id, created_time, key_secret FROM system_key ORDER BY user_id, created_time DESC, key_id DESC"
+            ).fetchall()
+        out = []
+        for user_id, key_id, created, token in rows:
+            try:
+                decrypts = bool(self._fernet.decrypt(token.encode()))
+            except InvalidToken:
+                decrypts = False
+            out.append((user_id, key_id, created, decrypts))
+        return out
+
+    def system_key(self, bot_name: str) -> str | None:
+        """The key id ``get_system_key`` hands a task of this bot user: the newest row."""
+        import psycopg
+
+        with psycopg.connect(self._conninfo) as conn:
+            # Keys made within one second tie on created_time: the service may take either (both are live);
+            # the demo takes the greater key id, as rotator's store orders them.
+            row = conn.execute("SELECT key_id FROM system_key WHERE user_id = %s ORDER BY created_time DESC, key_id DESC LIMIT 1",
+                               (self.user_id(bot_name),)).fetchone()
+        return row[0] if row else None
+
+
+def seed(aws, *, hostname: str, keep: Callable[[NewKey], None], now: datetime, users: list[SeedUser] | None = None) -> None:
+    """Create users and keys through the AWS API, then age the keys in the emulator; ``keep`` stores a bot key's secret."""
     from moto.iam.models import iam_backends
 
-    from rotator.keystore.secretsmanager import SecretsManagerStore
     from rotator.model import NewKey
 
     iam = aws.client("iam")
-    store = SecretsManagerStore(aws.client("secretsmanager"), prefix=secret_prefix)
     backend = iam_backends[ACCOUNT_ID]["global"]
     for user in users or seed_users(hostname):
         tags = [{"Key": "name", "Value": user.tag}] if user.tag else []
@@ -116,19 +188,43 @@ def seed(aws, *, hostname: str, secret_prefix: str, now: datetime, users: list[S
             if not seed_key.active:
                 iam.update_access_key(UserName=user.name, AccessKeyId=created["AccessKeyId"], Status="Inactive")
             if user.name.endswith("-bot") and seed_key.stored and user.tag:
-                store.add(NewKey(user=user.name, key_id=created["AccessKeyId"], created=when, secret=created["SecretAccessKey"]))
+                keep(NewKey(user=user.name, key_id=created["AccessKeyId"], created=when, secret=created["SecretAccessKey"]))
 
 
-def end_state(aws, *, secret_prefix: str, now: datetime) -> str:
-    from rotator.inventory import list_access_keys
-    from rotator.keystore.secretsmanager import SecretsManagerStore
+def end_state(aws, *, settings: Settings, now: datetime, table: ServiceTable | None = None) -> str:
+    """Users and keys, whether each bot key is stored (and the one readers take), the secrets; with ``table``, its rows."""
+    from rotator.keystore import make_store
 
-    iam = aws.client("iam")
-    store = SecretsManagerStore(aws.client("secretsmanager"), prefix=secret_prefix)
-    from rotator.inventory import classify_user
+    store = make_store(settings, aws)
+    try:
+        users = _users_table(aws.client("iam"), store, column="IN system_key" if table else "IN SECRETS MANAGER", now=now)
+    finally:
+        getattr(store, "close", lambda: None)()
+    secrets = [("SECRET", "STATE")]
+    sm = aws.client("secretsmanager")
+    for page in sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
+        for s in sorted(page["SecretList"], key=lambda s: s["Name"]):
+            secrets.append((s["Name"], "scheduled for deletion" if "DeletedDate" in s else "present"))
+    text = users + "\n\n" + _columns(secrets)
+    if table is not None:
+        rows = [("system_key.user_id", "key_id", "created_time (UTC)", "key_secret")]
+        for user_id, key_id, created, decrypts in table.rows():
+            rows.append((user_id, key_id, created.strftime("%Y-%m-%d %H:%M"),
+                         "Fernet token: decrypts with ENCRYPTION_KEY" if decrypts else "does NOT decrypt"))
+        text += "\n\n" + _columns(rows)
+    return text
+
+
+def _columns(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _users_table(iam, store, *, column: str, now: datetime) -> str:
+    from rotator.inventory import classify_user, list_access_keys
     from rotator.model import ManagedUser
 
-    rows = [("USER", "KEY", "AGE", "STATUS", "IN THE BOT-KEY STORE", "")]
+    rows = [("USER", "KEY", "AGE", "STATUS", column, "")]
     for page in iam.get_paginator("list_users").paginate():
         for user in sorted(page["Users"], key=lambda u: u["UserName"]):
             name = user["UserName"]
@@ -137,6 +233,7 @@ def end_state(aws, *, secret_prefix: str, now: datetime) -> str:
             note = "" if ours else "decoy: never touched"
             is_bot = ours and name.endswith("-bot")
             stored = store.stored_key_ids(name) if is_bot else frozenset()
+            first = store.first_key_id(name) if is_bot else None
             keys = list_access_keys(iam, name)
             if not keys:
                 rows.append((name, "-", "", "", "", note))
@@ -148,76 +245,148 @@ def end_state(aws, *, secret_prefix: str, now: datetime) -> str:
                         key.key_id,
                         f"{age.days}d{age.seconds // 3600:02d}h",
                         "Active" if key.active else "Inactive",
-                        ("stored" if key.key_id in stored else "not stored") if is_bot else "",
+                        _stored(key.key_id, stored=stored, first=first) if is_bot else "",
                         note,
                     )
                 )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    table = "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-    secrets = [("SECRET", "STATE")]
-    sm = aws.client("secretsmanager")
-    for page in sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
-        for s in sorted(page["SecretList"], key=lambda s: s["Name"]):
-            secrets.append((s["Name"], "scheduled for deletion" if "DeletedDate" in s else "present"))
-    width = max(len(n) for n, _ in secrets)
-    return table + "\n\n" + "\n".join(f"{n.ljust(width)}  {st}" for n, st in secrets)
+    return _columns(rows)
 
 
-def main() -> int:
-    from rotator import logs
-    from rotator.aws import Aws
-    from rotator.jobs import JOB_NAMES
-    from rotator.report import render_text
-    from rotator.runner import Runner, utcnow
-    from rotator.settings import load_settings
+def _stored(key_id: str, *, stored: frozenset[str], first: str | None) -> str:
+    if key_id not in stored:
+        return "not stored"
+    return "stored, handed out" if key_id == first else "stored"
+
+
+def service_config(directory: Path, server: Postgres, *, encryption_key: str) -> Path:
+    """gen3-workflow's config file naming its database, as gen3-helm mounts it (it holds secrets: mode 0600)."""
+    path = directory / "gen3-workflow-config.yaml"
+    path.touch(mode=0o600)
+    path.write_text(
+        f"HOSTNAME: {HOSTNAME}\nIAM_KEYS_LIFETIME_DAYS: 30\nDB_DRIVER: postgresql+asyncpg\nDB_HOST: {server.host}\n"
+        f"DB_PORT: {server.port}\nDB_USER: {server.user}\nDB_PASSWORD: {server.password}\nDB_DATABASE: {server.database}\n"
+        f"ENCRYPTION_KEY: {encryption_key}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def main(store: str = "secretsmanager") -> int:
+    from rotator import throwaway_pg
 
     try:
         import moto  # noqa: F401
     except ImportError:
         print("rotator demo needs the emulator: pip install 'gen3wf-rotator[demo]'", file=sys.stderr)
         return 2
+    if store not in STORES:
+        print(f"rotator demo: --store is one of {', '.join(STORES)}", file=sys.stderr)
+        return 2
+    try:
+        binaries = throwaway_pg.find_binaries() if store == "gen3workflow-db" else None
+        with ExitStack() as stack:
+            return _demo(stack, store=store, binaries=binaries)
+    except throwaway_pg.PostgresUnavailable as exc:
+        print(f"rotator: demo --store gen3workflow-db: {exc}", file=sys.stderr)
+        return 2
 
-    with moto_server() as url:
-        os.environ.update(
-            AWS_ENDPOINT_URL=url,
-            AWS_ACCESS_KEY_ID="demo",
-            AWS_SECRET_ACCESS_KEY="demo",
-            AWS_REGION="us-east-1",
-            AWS_DEFAULT_REGION="us-east-1",
-        )
-        ignored = sorted(k for k in os.environ if k.startswith("ROTATOR_"))
-        for name in ignored:
-            del os.environ[name]
-        if ignored:
-            print(f"== the demo runs on its own settings: ignoring {', '.join(ignored)}\n")
+
+def _demo(stack: ExitStack, *, store: str, binaries: Binaries | None) -> int:
+    from cryptography.fernet import Fernet
+    from psycopg.conninfo import make_conninfo
+
+    from rotator import logs, throwaway_pg
+    from rotator.aws import Aws
+    from rotator.jobs import JOB_NAMES
+    from rotator.keystore.secretsmanager import SecretsManagerStore
+    from rotator.report import render_text
+    from rotator.runner import Runner, utcnow
+    from rotator.settings import load_settings
+
+    url = stack.enter_context(moto_server())
+    os.environ.update(
+        AWS_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="demo",
+        AWS_SECRET_ACCESS_KEY="demo",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    ignored = sorted(k for k in os.environ if k.startswith("ROTATOR_"))
+    for name in ignored:
+        del os.environ[name]
+    if ignored:
+        print(f"== the demo runs on its own settings: ignoring {', '.join(ignored)}\n")
+    table = None
+    if store == "gen3workflow-db":
+        server = stack.enter_context(throwaway_pg.postgres(binaries))
+        encryption_key = Fernet.generate_key().decode()
+        config = service_config(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rotator-demo-"))), server,
+                                encryption_key=encryption_key)
+        os.environ["ROTATOR_GEN3WORKFLOW_CONFIG"] = str(config)  # a sidecar's only setting
+        conninfo = make_conninfo(host=server.host, port=server.port, user=server.user, password=server.password,
+                                 dbname=server.database)
+        table = ServiceTable(conninfo=conninfo, encryption_key=encryption_key, hostname=HOSTNAME)
+        print(f"== throwaway PostgreSQL at {server.host}:{server.port}: gen3-workflow's database {server.database} with its"
+              " table system_key (migration e1886270d9d2)")
+        print(f"== rotator runs from gen3-workflow's config alone ({config}): its DB_* and ENCRYPTION_KEY make the"
+              " bot-key store gen3workflow-db\n")
+    else:
         os.environ["ROTATOR_HOSTNAME"] = HOSTNAME
-        os.environ.setdefault("ROTATOR_LOG__FORMAT", "console")
-        settings = load_settings()
-        logs.configure(format=settings.log.format, level="warning")
+    os.environ.setdefault("ROTATOR_LOG__FORMAT", "console")
+    settings = load_settings()
+    logs.configure(format=settings.log.format, level="warning")
+    if settings.bot_keys.store != store:
+        print(f"demo: the settings chose the {settings.bot_keys.store} store, not {store}", file=sys.stderr)
+        return 1
 
-        aws = Aws()
-        now = utcnow()
-        print(f"== embedded AWS emulator at {url}; seeding deployment {HOSTNAME} and decoys\n")
-        seed(aws, hostname=HOSTNAME, secret_prefix=settings.bot_secret_prefix, now=now)
-        seed_secrets(aws, now=now)
-        print(end_state(aws, secret_prefix=settings.bot_secret_prefix, now=now))
+    aws = Aws()
+    now = utcnow()
+    if table is not None:
+        keep, where = table.insert, "rows the service wrote in system_key"
+    else:
+        keep, where = SecretsManagerStore(aws.client("secretsmanager"), prefix=settings.bot_secret_prefix).add, "Secrets Manager"
+    print(f"== embedded AWS emulator at {url}; seeding deployment {HOSTNAME} and decoys (stored bot keys: {where})\n")
+    seed(aws, hostname=HOSTNAME, keep=keep, now=now)
+    seed_secrets(aws, now=now)
+    print(end_state(aws, settings=settings, now=now, table=table))
 
-        runner = Runner(settings, aws=aws)
-        jobs = list(JOB_NAMES)
-        print("\n== rotator plan")
-        print(render_text(runner.run(jobs, dry_run=True), command="plan"))
+    runner = Runner(settings, aws=aws)
+    jobs = list(JOB_NAMES)
+    print("\n== rotator plan")
+    print(render_text(runner.run(jobs, dry_run=True), command="plan"))
 
-        print("\n== rotator run --apply")
-        applied = runner.run(jobs, dry_run=False)
-        print(render_text(applied, command="run"))
+    print("\n== rotator run --apply")
+    applied = runner.run(jobs, dry_run=False)
+    print(render_text(applied, command="run"))
 
+    if table is None:
         print("\n== end state (secrets stay in Secrets Manager; only key ids are shown)")
-        print(end_state(aws, secret_prefix=settings.bot_secret_prefix, now=utcnow()))
+    else:
+        print("\n== end state (secrets stay in system_key, encrypted with the service's ENCRYPTION_KEY; only key ids are shown)")
+    print(end_state(aws, settings=settings, now=utcnow(), table=table))
+    dead = _dead_system_keys(aws, table) if table is not None else []
+    if table is not None:
+        print("\n== the service's get_system_key hands every bot user its newest row: "
+              + ("a live key for each" if not dead else f"a dead key for {', '.join(dead)}"))
 
-        print("\n== second run: nothing left to do")
-        again = runner.run(jobs, dry_run=True)
-        print(render_text(again, command="plan"))
-        if applied.exit_code or again.exit_code or any(j.plan and j.plan.actions for j in again.jobs):
-            print("demo: unexpected result", file=sys.stderr)
-            return 1
+    print("\n== second run: nothing left to do")
+    again = runner.run(jobs, dry_run=True)
+    print(render_text(again, command="plan"))
+    if applied.exit_code or again.exit_code or dead or any(j.plan and j.plan.actions for j in again.jobs):
+        print("demo: unexpected result", file=sys.stderr)
+        return 1
     return 0
+
+
+def _dead_system_keys(aws, table: ServiceTable) -> list[str]:
+    """Bot users of the deployment whose newest row does not name an active IAM key."""
+    from rotator.inventory import list_access_keys
+
+    iam = aws.client("iam")
+    dead = []
+    for user in seed_users(HOSTNAME):
+        if user.tag and user.name.endswith("-bot"):
+            active = {k.key_id for k in list_access_keys(iam, user.name) if k.active}
+            if table.system_key(user.name) not in active:
+                dead.append(user.name)
+    return dead

@@ -28,7 +28,6 @@ SCENARIOS = sorted(CHART.glob("ci/*-values.yaml"))
 KUBE_VERSIONS = ("1.29.0", "1.37.0")
 CRD_GROUPS = ("monitoring.coreos.com/", "iam.aws.crossplane.io/")
 UMBRELLA = Path(__file__).parent / "fixtures" / "umbrella"
-SECRET_FILES = "/var/run/secrets/rotator/"
 
 
 @pytest.fixture(scope="module")
@@ -98,18 +97,29 @@ def test_hardened_pod(chart, scenario):
     assert container["resources"]["limits"]["memory"]
 
 
-def load_pod_settings(pod, monkeypatch, tmp_path):
+# gen3-workflow's config as gen3-helm renders it today, and as the service keeping its bot keys in its
+# own table has it (DB_* and ENCRYPTION_KEY: then rotator's default store is gen3workflow-db).
+SERVICE_CONFIG = "HOSTNAME: data.example.org\nIAM_KEYS_LIFETIME_DAYS: 30\nDB_PASSWORD: x\nENCRYPTION_KEY: y\n"
+SERVICE_CONFIG_WITH_DATABASE = (
+    "HOSTNAME: data.example.org\nIAM_KEYS_LIFETIME_DAYS: 30\nDB_DRIVER: postgresql+asyncpg\nDB_HOST: gen3workflow-postgresql\n"
+    "DB_PORT: 5432\nDB_USER: gen3workflow\nDB_PASSWORD: x\nDB_DATABASE: gen3workflow\nENCRYPTION_KEY: y\n"
+)
+
+
+def load_pod_settings(pod, monkeypatch, tmp_path, *, service_config=SERVICE_CONFIG):
     """rotator's settings from the container's exact environment, its mounted files made in tmp_path."""
-    for var in pod["containers"][0]["env"]:
+    container = pod["containers"][0]
+    mounts = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", []) if m["mountPath"] != "/tmp"]
+    for var in container["env"]:
         value = var.get("value")
         if "valueFrom" in var:
             value = "from-a-kubernetes-secret"
         if var["name"] == "ROTATOR_GEN3WORKFLOW_CONFIG":
             config = tmp_path / "gen3-workflow-config.yaml"
-            config.write_text("HOSTNAME: data.example.org\nIAM_KEYS_LIFETIME_DAYS: 30\nDB_PASSWORD: x\nENCRYPTION_KEY: y\n")
+            config.write_text(service_config)
             value = str(config)
-        elif value and value.startswith(SECRET_FILES):
-            mounted = tmp_path / value.removeprefix(SECRET_FILES)
+        elif value and any(value.startswith(m) for m in mounts):
+            mounted = tmp_path / value.lstrip("/")
             mounted.parent.mkdir(parents=True, exist_ok=True)
             mounted.write_text("secret-from-a-mounted-file\n")
             value = str(mounted)
@@ -122,7 +132,7 @@ def test_rendered_environment_is_valid_rotator_configuration(chart, scenario, mo
     """Every variable the chart sets is one rotator knows, with a value it accepts."""
     docs, _ = render(chart, values_of(scenario))
     pod, _ = _container(docs)
-    settings = load_pod_settings(pod, monkeypatch, tmp_path)
+    settings = load_pod_settings(pod, monkeypatch, tmp_path, service_config=SERVICE_CONFIG_WITH_DATABASE)
     assert settings.hostname == "data.example.org"
 
 
@@ -204,6 +214,13 @@ def test_notes_warn_when_dry_run_is_on(chart):
         {"hostname": "data.example.org", "networkPolicy": {"metrics": {"from": [{}]}}},  # an empty peer admits everyone
         {"hostname": "data.example.org", "capacity": {"warnFraction": 1.5}},
         {"hostname": "data.example.org", "userKeys": {"lifetimeDays": 0}},
+        {"hostname": "data.example.org", "botKeys": {"store": "postgresql"}},
+        {"hostname": "data.example.org", "botKeys": {"db": {"password": "plaintext"}}},  # a Secret instead
+        {"hostname": "data.example.org", "botKeys": {"db": {"secret": {"encryptionKey": "plaintext"}}}},
+        {"hostname": "data.example.org", "botKeys": {"db": {"port": 0}}},
+        {"hostname": "data.example.org", "botKeys": {"db": {"port": "5432"}}},
+        {"hostname": "data.example.org", "botKeys": {"db": {"sslmode": "on"}}},
+        {"hostname": "data.example.org", "botKeys": {"db": {"host": "db.example.org:5432"}}},  # the port has its own value
     ],
 )
 def test_schema_rejects_bad_values(chart, values):
@@ -422,6 +439,171 @@ def test_lifetime_from_gen3_workflows_config_or_from_values_never_both(chart):
         render(chart, {"gen3workflowConfig": {"secretName": "gen3workflow-g3auto"}, "userKeys": {"lifetimeDays": 45}})
 
 
+# --- the bot-key store: gen3-workflow's own table, or Secrets Manager ----------------------------
+
+DB_FROM_A_SECRET = {
+    "hostname": "data.example.org", "mode": "deployment", "aws": {"region": "us-east-1"},
+    "allowedAccountIds": ["123456789012"],
+    "botKeys": {"store": "gen3workflow-db", "db": {
+        "host": "gen3workflow.cluster-abc.us-east-1.rds.amazonaws.com", "port": 5433, "user": "gen3workflow",
+        "database": "gen3workflow", "sslmode": "verify-full", "sslRootCert": {"configMapName": "rds-ca", "key": "global-bundle.pem"},
+        "secret": {"name": "gen3workflow-db", "passwordKey": "db-password", "encryptionKeyKey": "fernet-key"}}},
+}
+
+
+def _sids(policy):
+    return [statement["Sid"] for statement in policy["Statement"]]
+
+
+def test_db_store_from_the_services_config_file_alone(chart, monkeypatch, tmp_path):
+    docs, _ = render(chart, values_of(CHART / "ci/gen3workflow-db-values.yaml"))
+    pod, _ = _container(docs)
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["ROTATOR_BOT_KEYS__STORE"] == "gen3workflow-db"
+    assert env["ROTATOR_GEN3WORKFLOW_CONFIG"] == "/etc/gen3-workflow/gen3-workflow-config.yaml"
+    db_variables = {name for name in env if name.startswith("ROTATOR_BOT_KEYS__DB__")}
+    assert db_variables == {"ROTATOR_BOT_KEYS__DB__SSLMODE"}  # connection, password and key: the service's file
+    assert {v["name"] for v in pod["volumes"]} == {"tmp", "gen3workflow-config"}
+    settings = load_pod_settings(pod, monkeypatch, tmp_path, service_config=SERVICE_CONFIG_WITH_DATABASE)
+    db = settings.bot_keys.db
+    assert settings.bot_keys.store == "gen3workflow-db"
+    assert (db.host, db.port, db.user, db.database, db.sslmode) == ("gen3workflow-postgresql", 5432, "gen3workflow", "gen3workflow", "prefer")
+    assert (db.password_value(), db.encryption_key_value()) == ("x", "y")
+    policy = _iam_policy(docs)
+    assert _sids(policy) == ["IdentityAndAccountWideReadsThatTakeNoResource", "Gen3WorkflowUserKeys",
+                             "Gen3WorkflowBotKeyCreation", "RunSecrets"]  # no Secrets Manager store
+
+
+def test_db_store_from_an_existing_secret(chart, monkeypatch, tmp_path):
+    docs, _ = render(chart, DB_FROM_A_SECRET)
+    for doc in docs:
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+    pod, _ = _container(docs)
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert not any("valueFrom" in e for e in env.values())
+    db_env = {name: e["value"] for name, e in env.items() if name.startswith("ROTATOR_BOT_KEYS__DB__")}
+    assert db_env == {
+        "ROTATOR_BOT_KEYS__DB__HOST": "gen3workflow.cluster-abc.us-east-1.rds.amazonaws.com",
+        "ROTATOR_BOT_KEYS__DB__PORT": "5433",
+        "ROTATOR_BOT_KEYS__DB__USER": "gen3workflow",
+        "ROTATOR_BOT_KEYS__DB__DATABASE": "gen3workflow",
+        "ROTATOR_BOT_KEYS__DB__SSLMODE": "verify-full",
+        "ROTATOR_BOT_KEYS__DB__SSLROOTCERT": "/etc/rotator/db-ca/root.crt",
+        "ROTATOR_BOT_KEYS__DB__PASSWORD_FILE": "/var/run/secrets/rotator/db-password/password",
+        "ROTATOR_BOT_KEYS__DB__ENCRYPTION_KEY_FILE": "/var/run/secrets/rotator/db-encryption-key/encryption-key",
+    }
+    assert "ROTATOR_GEN3WORKFLOW_CONFIG" not in env
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    for volume, key, file in (("db-password", "db-password", "password"), ("db-encryption-key", "fernet-key", "encryption-key")):
+        assert volumes[volume]["secret"] == {"secretName": "gen3workflow-db", "items": [{"key": key, "path": file}], "defaultMode": 0o440}
+        assert mounts[volume] == {"name": volume, "mountPath": f"/var/run/secrets/rotator/{volume}", "readOnly": True}  # no subPath
+    assert volumes["db-ca"]["configMap"] == {"name": "rds-ca", "items": [{"key": "global-bundle.pem", "path": "root.crt"}]}
+    assert mounts["db-ca"] == {"name": "db-ca", "mountPath": "/etc/rotator/db-ca", "readOnly": True}
+    settings = load_pod_settings(pod, monkeypatch, tmp_path)
+    db = settings.bot_keys.db
+    assert settings.bot_keys.store == "gen3workflow-db"
+    assert (db.host, db.port, db.sslmode) == ("gen3workflow.cluster-abc.us-east-1.rds.amazonaws.com", 5433, "verify-full")
+    assert db.password_value() == db.encryption_key_value() == "secret-from-a-mounted-file"  # read from the files
+    db.password_file.write_text("rotated-password\n")
+    assert db.password_value() == "rotated-password"  # read at each use: a rotated Secret is picked up
+    assert db.sslrootcert.is_file()
+    assert "BotKeyStore" not in _sids(_iam_policy(docs))
+
+
+def test_db_secret_wins_over_the_services_config_for_password_and_key(chart, monkeypatch, tmp_path):
+    docs, _ = render(chart, {"gen3workflowConfig": {"secretName": "gen3workflow-g3auto"},
+                             "botKeys": {"store": "gen3workflow-db", "db": {"secret": {"name": "gen3workflow-db"}}}})
+    pod, _ = _container(docs)
+    settings = load_pod_settings(pod, monkeypatch, tmp_path, service_config=SERVICE_CONFIG_WITH_DATABASE)
+    db = settings.bot_keys.db
+    assert db.host == "gen3workflow-postgresql"  # the rest from the service's file
+    assert db.password_value() == db.encryption_key_value() == "secret-from-a-mounted-file"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"botKeys": {"store": "gen3workflow-db"}},
+         r"botKeys.store is gen3workflow-db but nothing gives its database settings: set gen3workflowConfig.secretName"),
+        ({"botKeys": {"store": "gen3workflow-db", "db": {"secret": {"name": "db"}, "host": "db.example.org"}}},
+         r"set botKeys.db.user, botKeys.db.database too, or gen3workflowConfig.secretName"),
+        ({"botKeys": {"db": {"host": "db.example.org"}}},
+         r'botKeys.db.host: settings of the gen3workflow-db bot-key store, but botKeys.store is "": set botKeys.store'),
+        ({"botKeys": {"store": "secretsmanager", "db": {"secret": {"name": "db"}, "sslRootCert": {"configMapName": "ca"}}}},
+         r"botKeys.db.secret.name, botKeys.db.sslRootCert.configMapName: settings of the gen3workflow-db bot-key store, "
+         r'but botKeys.store is "secretsmanager"'),
+    ],
+)
+@pytest.mark.parametrize("mode", ["cronjob", "deployment"])
+def test_db_store_settings_without_a_source_or_for_another_store_fail_to_render(chart, values, message, mode):
+    chart.validate_schema({"hostname": "data.example.org", "mode": mode, **values})  # valid values: the chart explains
+    with pytest.raises(helm.HelmRenderError, match=message):
+        render(chart, {"hostname": "data.example.org", "mode": mode, **values})
+    with pytest.raises(helm.HelmRenderError, match=message):  # the workload's environment checks it too
+        render(chart, {"hostname": "data.example.org", "mode": mode, "iamPolicy": {"configMap": False}, **values})
+
+
+def test_store_left_to_rotator_or_chosen_explicitly(chart, monkeypatch, tmp_path):
+    """Empty: no variable, rotator chooses from the service's file (and the policy keeps the Secrets Manager
+    store). Set: the variable, which wins over that choice."""
+    base = {"hostname": "data.example.org", "gen3workflowConfig": {"secretName": "gen3workflow-g3auto"}}
+    docs, manifests = render(chart, base)
+    pod, _ = _container(docs)
+    assert "ROTATOR_BOT_KEYS__STORE" not in {e["name"] for e in pod["containers"][0]["env"]}
+    assert load_pod_settings(pod, monkeypatch, tmp_path, service_config=SERVICE_CONFIG_WITH_DATABASE).bot_keys.store == "gen3workflow-db"
+    assert load_pod_settings(pod, monkeypatch, tmp_path).bot_keys.store == "secretsmanager"  # today's file: no DB_HOST
+    assert "BotKeyStore" in _sids(_iam_policy(docs))
+    notes = next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
+    assert "botKeys.store is empty" in notes
+    docs, manifests = render(chart, {**base, "botKeys": {"store": "secretsmanager"}})
+    pod, _ = _container(docs)
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["ROTATOR_BOT_KEYS__STORE"] == "secretsmanager"
+    assert load_pod_settings(pod, monkeypatch, tmp_path, service_config=SERVICE_CONFIG_WITH_DATABASE).bot_keys.store == "secretsmanager"
+    assert "BotKeyStore" in _sids(_iam_policy(docs))
+    notes = next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
+    assert "botKeys.store is empty" not in notes
+
+
+def test_store_migration_statement_reads_and_deletes_the_old_store_only(chart):
+    docs, _ = render(chart, {**DB_FROM_A_SECRET, "iamPolicy": {"storeMigration": True}})
+    policy = _iam_policy(docs)
+    assert "BotKeyStore" not in _sids(policy)
+    (migration,) = [s for s in policy["Statement"] if s["Sid"] == "BotKeyStoreMigration"]
+    assert migration["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"]
+    assert migration["Resource"] == ["arn:aws:secretsmanager:us-east-1:123456789012:secret:gen3wf-rotator/data.example.org/bot-keys/*"]
+    docs, _ = render(chart, {"hostname": "data.example.org"})
+    assert "BotKeyStoreMigration" not in _sids(_iam_policy(docs))
+
+
+def _readme_store_values():
+    """The values blocks of the README's "Choosing a bot-key store"."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("\n### Choosing a bot-key store\n"):text.index("\n### Migrating between stores\n")]
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, flags=re.S)]
+
+
+@pytest.mark.parametrize("values", _readme_store_values(), ids=lambda v: "from-config" if "gen3workflowConfig" in v else "from-secret")
+def test_readme_store_values_render_the_db_store(chart, values):
+    docs, _ = render(chart, {"hostname": "data.example.org", **values})
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSIONS[-1], strict=True)
+    pod, _ = _container(docs)
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["ROTATOR_BOT_KEYS__STORE"] == "gen3workflow-db"
+    assert "BotKeyStore" not in _sids(_iam_policy(docs))
+
+
+def test_network_policy_leaves_egress_to_the_database_open(chart):
+    """The chart's NetworkPolicy restricts ingress only: the store's database stays reachable."""
+    docs, _ = render(chart, {**DB_FROM_A_SECRET, "networkPolicy": {"enabled": True}})
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and "egress" not in policy["spec"]
+
+
 # --- NetworkPolicy: only the configured Prometheus reaches the metrics port ---------------------
 
 
@@ -621,6 +803,23 @@ def test_umbrella_hostname_from_gen3_workflows_config(umbrella, monkeypatch, tmp
     assert load_pod_settings(pod, monkeypatch, tmp_path).hostname == "data.example.org"
     with pytest.raises(helm.HelmValuesError):  # no hostname anywhere
         render_umbrella(umbrella, {"global": {"hostname": ""}, "rotator": {"enabled": True}})
+
+
+def test_umbrella_db_store_from_the_services_config_drops_the_store_from_crossplanes_policy(umbrella, monkeypatch, tmp_path):
+    """Under gen3-helm, gen3-workflow's config Secret alone configures the store; the role's policy has no store statement."""
+    docs = render_umbrella(umbrella, {"global": {"crossplane": {"enabled": True}}, "rotator": {
+        "enabled": True, "gen3workflowConfig": {"secretName": "gen3workflow-g3auto"}, "botKeys": {"store": "gen3workflow-db"}}})
+    env = _env(docs)
+    assert env["ROTATOR_BOT_KEYS__STORE"] == "gen3workflow-db"
+    assert not any(name.startswith("ROTATOR_BOT_KEYS__DB__") for name in env)
+    (policy,) = [d for d in docs if d["kind"] == "Policy"]
+    document = json.loads(policy["spec"]["forProvider"]["document"])
+    assert document == _iam_policy(docs)
+    assert [s["Sid"] for s in document["Statement"]] == [
+        "IdentityAndAccountWideReadsThatTakeNoResource", "Gen3WorkflowUserKeys", "Gen3WorkflowBotKeyCreation", "RunSecrets"]
+    pod, _ = _container(docs)
+    settings = load_pod_settings(pod, monkeypatch, tmp_path, service_config=SERVICE_CONFIG_WITH_DATABASE)
+    assert settings.bot_keys.store == "gen3workflow-db" and settings.bot_keys.db.database == "gen3workflow"
 
 
 def test_umbrella_schema_still_rejects_unknown_values(umbrella):

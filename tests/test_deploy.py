@@ -4,7 +4,9 @@ Every pod the chart renders (each ci scenario and the README's own commands) and
 patched into a copy of gen3-helm's gen3-workflow Deployment, is started the way a kubelet
 would start it: its container's exact environment (values resolved, Secrets and mounted files
 replaced by test files) plus the service-link variables of every Service in the namespace,
-running `rotator plan` against a moto server over HTTP.
+running `rotator plan` against a moto server over HTTP. Pods whose bot keys go to gen3-workflow's
+own table run in a namespace whose gen3-workflow config names its database: a throwaway
+PostgreSQL (tests/pg.py) holding the service's `system_key` table.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import helm_python as helm
 import jsonpatch
 import kubernetes_validate
+import pg
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from conftest import require_binary
 
@@ -118,10 +123,11 @@ def patched_gen3_workflow(values: dict | None = None) -> tuple[list[dict], dict]
 
 
 def readme_helm_commands(readme: Path) -> list[list[str]]:
-    """`helm …` command lines of the README's shell blocks (the Deploy section of the top README)."""
+    """`helm …` command lines of the README's shell blocks (the Deploy and Bot-key stores sections of the top README)."""
     text = readme.read_text()
     if readme == ROOT / "README.md":
-        text = text[text.index("\n## Deploy\n"):text.index("\n## How it works")]
+        sections = (("\n## Deploy\n", "\n## How it works"), ("\n## Bot-key stores\n", "\n## Security"))
+        text = "".join(text[text.index(start):text.index(end)] for start, end in sections)
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -322,12 +328,29 @@ def _config_secret() -> dict[str, dict[str, str]]:
     return {"gen3workflow-g3auto": secret["stringData"]}
 
 
+SERVICE_ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+def _config_secret_with_database(database: pg.Database) -> dict[str, dict[str, str]]:
+    """gen3-workflow's config Secret as the service keeping bot keys in its own table has it: DB_* and ENCRYPTION_KEY."""
+    (name, data), = _config_secret().items()
+    (key, text), = data.items()
+    server = database.server
+    text += (f"\nDB_DRIVER: postgresql+asyncpg\nDB_HOST: {server.host}\nDB_PORT: {server.port}\nDB_USER: {pg.SUPERUSER}"
+             f"\nDB_PASSWORD: {database.password}\nDB_DATABASE: {database.dbname}\nENCRYPTION_KEY: {SERVICE_ENCRYPTION_KEY}\n")
+    return {name: {key: text}}
+
+
+SIDECAR_WITH_DATABASE = "sidecar-in-gen3-workflow-with-its-database"
+
+
 def workloads() -> dict[str, tuple[dict, dict]]:
     """id -> (pod spec, rotator container) for each pod that runs rotator."""
     found: dict[str, tuple[dict, dict]] = {}
     sources = [(p.stem, render(CHART, values_of(p))) for p in SCENARIOS]
     sources += [(f"readme:{name}", render(CHART, values)) for name, values in README_EXAMPLES]
     sources += [("sidecar-in-gen3-workflow", patched_gen3_workflow()[0])]
+    sources += [(SIDECAR_WITH_DATABASE, patched_gen3_workflow()[0])]  # the same pod; its config names the database
     for source, docs in sources:
         for kind, pod in pod_specs(docs):
             for container in pod["containers"]:
@@ -337,6 +360,17 @@ def workloads() -> dict[str, tuple[dict, dict]]:
 
 
 WORKLOADS = workloads()
+
+
+def uses_the_services_database(workload: str) -> bool:
+    """The pod's namespace is gen3-workflow with its database: the chart chose the gen3workflow-db store, or the sidecar
+    reads the service's config naming the database (which makes gen3workflow-db rotator's default)."""
+    _, container = WORKLOADS[workload]
+    chosen = any(e["name"] == "ROTATOR_BOT_KEYS__STORE" and e.get("value") == "gen3workflow-db" for e in container.get("env") or [])
+    return chosen or workload.startswith(SIDECAR_WITH_DATABASE + ":")
+
+
+DB_WORKLOADS = sorted(w for w in WORKLOADS if uses_the_services_database(w))
 
 
 def plan_args(container: dict) -> list[str]:
@@ -377,15 +411,49 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@dataclass(frozen=True)
+class ServiceDatabase:
+    """gen3-workflow's database for the pods that store bot keys in it, or why there is none (PostgreSQL absent)."""
+
+    database: pg.Database | None
+    unavailable: BaseException | None = None
+
+    def require(self) -> pg.Database:
+        if self.database is None:
+            raise self.unavailable  # pytest's skip (a laptop without PostgreSQL) or fail (CI)
+        return self.database
+
+
 @pytest.fixture(scope="module")
-def started_pods(moto_endpoint, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+def service_database() -> ServiceDatabase:
+    try:
+        database = pg.database("timestamp")  # the table as gen3-workflow's migration creates it
+    except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+        return ServiceDatabase(None, exc)
+    database.reset()
+    return ServiceDatabase(database)
+
+
+def namespace_secrets(workload: str, service_database: ServiceDatabase) -> dict[str, dict[str, str]]:
+    """The namespace's Secrets for this pod: gen3-workflow's config names its database for the pods that use it."""
+    if uses_the_services_database(workload):
+        return {**SECRETS, **_config_secret_with_database(service_database.require())}
+    return {**SECRETS, **_config_secret()}
+
+
+@pytest.fixture(scope="module")
+def started_pods(moto_endpoint, service_database, tmp_path_factory) -> dict[str, subprocess.CompletedProcess | BaseException]:
     """Every workload's `rotator plan`, started at once (they only read), then awaited."""
     links = namespace_links()
     assert {"ROTATOR_SERVICE_HOST", "ROTATOR_PORT", "ROTATOR_PORT_9102_TCP_ADDR", "ROTATOR_EXTRA_SERVICE_PORT_GRPC_WEB",
             "ROTATOR_EXTRA_PORT_53_UDP_PROTO", "ROTATOR_EXTRA_PORT_7777_SCTP", "ROTATOR_V6_PORT"} <= set(links)
-    secrets = {**SECRETS, **_config_secret()}
-    running = {}
+    running, done = {}, {}
     for name, (pod, container) in WORKLOADS.items():
+        try:
+            secrets = namespace_secrets(name, service_database)
+        except (pytest.skip.Exception, pytest.fail.Exception) as exc:
+            done[name] = exc
+            continue
         root = tmp_path_factory.mktemp("pod")
         env = FakeNode(root, secrets).environment(pod, container, links)
         full = aws_environment({**base_environment(root), **env}, moto_endpoint)
@@ -393,7 +461,6 @@ def started_pods(moto_endpoint, tmp_path_factory) -> dict[str, subprocess.Comple
             [sys.executable, "-m", "rotator", *plan_args(container)], env=full, cwd=root,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-    done = {}
     deadline = time.monotonic() + PLAN_TIMEOUT
     for name, proc in running.items():
         try:
@@ -438,7 +505,66 @@ def test_every_pod_disables_service_links(workload):
 def test_pod_starts_with_the_namespace_service_links(started_pods, workload):
     """The container's exact environment plus every service link of the namespace: `rotator plan` exits 0."""
     result = started_pods[workload]
+    if isinstance(result, BaseException):
+        raise result  # gen3-workflow's database could not be started here
     assert result.returncode == 0, f"{shlex.join(result.args)} exited {result.returncode}:\n{result.stderr[-3000:]}\n{result.stdout[-2000:]}"
+
+
+# --- bot keys in gen3-workflow's own table ------------------------------------------------------
+
+
+def run_rotator(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rotator", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=PLAN_TIMEOUT)
+
+
+def effective(result: subprocess.CompletedProcess) -> dict[str, tuple[str, str]]:
+    """`rotator config --output json`: variable -> (value, source)."""
+    assert result.returncode == 0, result.stderr
+    return {row["variable"]: (row["value"], row["source"]) for row in json.loads(result.stdout)["settings"]}
+
+
+def test_the_db_store_pods_are_the_ci_scenario_and_the_sidecar():
+    assert "gen3workflow-db-values:CronJob/rotator" in DB_WORKLOADS
+    assert f"{SIDECAR_WITH_DATABASE}:Deployment/gen3-workflow-deployment" in DB_WORKLOADS
+    assert "sidecar-in-gen3-workflow:Deployment/gen3-workflow-deployment" not in DB_WORKLOADS  # today's config: no database
+
+
+@pytest.mark.parametrize("workload", DB_WORKLOADS)
+def test_db_store_pods_write_bot_keys_to_the_services_table(service_database, moto_endpoint, tmp_path, workload):
+    """With the pod's exact environment, rotator's effective store is gen3workflow-db, configured from the service's file."""
+    pod, container = WORKLOADS[workload]
+    secrets = namespace_secrets(workload, service_database)
+    env = FakeNode(tmp_path, secrets).environment(pod, container, namespace_links())
+    result = run_rotator(["config", "--output", "json"], aws_environment({**base_environment(tmp_path), **env}, moto_endpoint), tmp_path)
+    settings = effective(result)
+    database = service_database.require()
+    assert settings["ROTATOR_BOT_KEYS__STORE"][0] == "gen3workflow-db"
+    assert settings["ROTATOR_BOT_KEYS__DB__DATABASE"] == (database.dbname, f"DB_DATABASE in {env['ROTATOR_GEN3WORKFLOW_CONFIG']}")
+    assert database.password not in result.stdout + result.stderr and SERVICE_ENCRYPTION_KEY not in result.stdout + result.stderr
+
+
+def test_db_store_from_an_existing_secret_plans_against_the_database(service_database, moto_endpoint, tmp_path):
+    """botKeys.db with an existing Secret (password and ENCRYPTION_KEY as files), rendered and started like a kubelet."""
+    database = service_database.require()
+    server = database.server
+    values = {"hostname": "data.example.org", "aws": {"region": "us-east-1"}, "allowedAccountIds": ["123456789012"],
+              "botKeys": {"store": "gen3workflow-db", "db": {
+                  "host": server.host, "port": server.port, "user": pg.SUPERUSER, "database": database.dbname, "sslmode": "disable",
+                  "secret": {"name": "gen3workflow-db"}}}}
+    docs = render(CHART, values)
+    ((_, pod),) = pod_specs(docs)
+    (container,) = pod["containers"]
+    secrets = {**SECRETS, "gen3workflow-db": {"password": database.password, "encryption-key": SERVICE_ENCRYPTION_KEY}}
+    env = FakeNode(tmp_path, secrets).environment(pod, container, namespace_links())
+    assert database.password not in env.values() and SERVICE_ENCRYPTION_KEY not in env.values()  # files, never variables
+    env = aws_environment({**base_environment(tmp_path), **env}, moto_endpoint)
+    settings = effective(run_rotator(["config", "--output", "json"], env, tmp_path))
+    assert settings["ROTATOR_BOT_KEYS__STORE"] == ("gen3workflow-db", "environment")
+    assert settings["ROTATOR_BOT_KEYS__DB__HOST"] == (server.host, "environment")
+    result = run_rotator(plan_args(container), env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert database.password not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

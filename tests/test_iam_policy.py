@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 
 import helm_python as helm
+import pg
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 from freezegun import freeze_time
 
 from fake_status_api import FakeStatusApi
@@ -21,12 +23,15 @@ from helpers import ACCOUNT, HOST, T0, TAG, days, make_key, make_user
 from rotator import aws as aws_module
 from rotator import capacity, migrate, restore
 from rotator.jobs import REGISTRY
+from rotator.keystore.gen3workflow_db import Gen3WorkflowDbStore
 from rotator.keystore.secretsmanager import SecretsManagerStore
 from rotator.model import NewKey
 from rotator.names import bot_user_name, iam_user_name, owner_tag_value
-from rotator.runner import Runner
+from rotator.runner import Runner, utcnow
 from rotator.secret_inventory import pattern_prefixes
 from rotator.settings import load_settings
+
+postgres_server = pg.postgres_server  # the fixture
 
 CHART = Path(__file__).parent.parent / "helm/rotator"
 STATIC = json.loads((CHART / "files/iam-policy.json").read_text())
@@ -55,7 +60,11 @@ def rendered_policy(**values) -> dict:
 
 
 RENDERED = rendered_policy()
-POLICIES = {"static": STATIC, "rendered": RENDERED}
+# The gen3workflow-db store (its settings from gen3-workflow's config): no Secrets Manager store statement.
+DB_STORE = {"gen3workflowConfig": {"secretName": "gen3workflow-g3auto"}, "botKeys": {"store": "gen3workflow-db"}}
+RENDERED_DB = rendered_policy(**DB_STORE)
+RENDERED_DB_MIGRATION = rendered_policy(**DB_STORE, iamPolicy={"storeMigration": True})
+POLICIES = {"static": STATIC, "rendered": RENDERED, "rendered-db": RENDERED_DB, "rendered-db-migration": RENDERED_DB_MIGRATION}
 
 
 # --- a small evaluator: Allow statements with Action, Resource and Condition ------------------
@@ -131,10 +140,26 @@ def test_evaluator_knows_every_condition_the_policy_uses(name):
         assert set(statement.get("Condition", {})) <= set(CONDITION_OPERATORS)
 
 
+# What the code may call when bot keys go to the service's table: everything declared but the Secrets
+# Manager store's own operations (bot-keys declares that store's, whichever is configured) and migrate-store's.
+DECLARED_WITH_DB_STORE = set(
+    aws_module.PERMISSIONS + capacity.PERMISSIONS + restore.PERMISSIONS
+    + tuple(p for job in REGISTRY for p in job.permissions if job.name != "bot-keys" or p not in SecretsManagerStore.permissions)
+)
+EXPECTED_GRANTS = {"static": DECLARED, "rendered": DECLARED, "rendered-db": DECLARED_WITH_DB_STORE,
+                   "rendered-db-migration": DECLARED_WITH_DB_STORE | set(migrate.PERMISSIONS)}
+
+
 @pytest.mark.parametrize("name", POLICIES)
 def test_policy_grants_exactly_what_the_code_declares(name):
     granted = {a for s in POLICIES[name]["Statement"] for a in _listed(s["Action"])}
-    assert granted == DECLARED
+    assert granted == EXPECTED_GRANTS[name]
+
+
+def test_db_store_policy_lacks_only_the_secrets_manager_stores_operations():
+    assert DECLARED - DECLARED_WITH_DB_STORE == {
+        "secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage"}
 
 
 @pytest.mark.parametrize("name", POLICIES)
@@ -176,6 +201,24 @@ def test_rendered_policy_allows_this_deployments_users_and_store():
                    "secretsmanager:UpdateSecretVersionStage"):
         assert allowed(RENDERED, action, secret_arn(STORE))
     assert allowed(RENDERED, "secretsmanager:DeleteSecret", secret_arn("tower-abc/TOKEN"))
+
+
+def test_db_store_policy_denies_the_secrets_manager_store_and_keeps_the_rest():
+    for action in ("secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+                   "secretsmanager:UpdateSecretVersionStage", "secretsmanager:TagResource", "secretsmanager:DeleteSecret"):
+        assert not allowed(RENDERED_DB, action, secret_arn(STORE)), action
+    for action in ("iam:ListAccessKeys", "iam:DeleteAccessKey", "iam:CreateAccessKey"):
+        assert allowed(RENDERED_DB, action, user_arn(BOT), owned())
+        assert not allowed(RENDERED_DB, action, user_arn(BOT), owned("other.example.org"))
+    assert not allowed(RENDERED_DB, "iam:CreateAccessKey", user_arn(END_USER), owned())
+    for action in ("secretsmanager:DescribeSecret", "secretsmanager:DeleteSecret", "secretsmanager:RestoreSecret"):
+        assert allowed(RENDERED_DB, action, secret_arn("tower-abc/TOKEN"))  # run-secrets: unchanged
+    # the migration statement reads and schedules for deletion this deployment's old store, nothing else
+    for action in ("secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"):
+        assert allowed(RENDERED_DB_MIGRATION, action, secret_arn(STORE))
+        assert not allowed(RENDERED_DB_MIGRATION, action, secret_arn(STORE, region="eu-west-1"))
+        assert not allowed(RENDERED_DB_MIGRATION, action, secret_arn(f"gen3wf-rotator/other.example.org/bot-keys/{BOT}"))
+    assert not allowed(RENDERED_DB_MIGRATION, "secretsmanager:PutSecretValue", secret_arn(STORE))
 
 
 def test_rendered_policy_denies_key_creation_for_an_end_user():
@@ -316,8 +359,12 @@ def test_every_call_of_a_full_run_is_allowed(aws, monkeypatch, recorded):
     assert {"iam:DeleteAccessKey", "iam:CreateAccessKey", "secretsmanager:CreateSecret",
             "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage",
             "secretsmanager:DeleteSecret", "secretsmanager:RemoveRegionsFromReplication", "secretsmanager:RestoreSecret"} <= operations
-    calls = list(recorded)
-    # Each user's tags as moto holds them: the context AWS would evaluate the tag conditions in.
+    assert_every_call_allowed(iam, list(recorded), ("static", "rendered"))  # the policies with the store this run used
+
+
+def assert_every_call_allowed(iam, calls: list[tuple[str, str]], policies) -> None:
+    """Each recorded call is declared and allowed on its resource, with the user's tags as moto holds them."""
+    # The context AWS would evaluate the tag conditions in.
     tags = {
         resource: {f"aws:ResourceTag/{tag['Key']}": tag["Value"] for tag in iam.list_user_tags(UserName=resource.rsplit("/", 1)[1])["Tags"]}
         for resource in {r for _, r in calls if ":user/" in r}
@@ -325,5 +372,70 @@ def test_every_call_of_a_full_run_is_allowed(aws, monkeypatch, recorded):
     assert {context.get(OWNER_KEY) for context in tags.values()} == {TAG}
     for action, resource in calls:
         assert action in DECLARED, f"{action} is called but not declared"
-        for name, policy in POLICIES.items():
-            assert allowed(policy, action, resource, tags.get(resource)), f"the {name} policy does not allow {action} on {resource}"
+        for name in policies:
+            assert allowed(POLICIES[name], action, resource, tags.get(resource)), f"the {name} policy does not allow {action} on {resource}"
+
+
+FERNET_KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def db_store(postgres_server, tmp_path, monkeypatch):
+    """gen3-workflow's database (the migration's column type), emptied; its settings as the chart passes them."""
+    database = pg.database("timestamp")
+    database.reset()
+    server = database.server
+    password, key = tmp_path / "password", tmp_path / "encryption-key"
+    password.write_text(database.password + "\n")
+    key.write_text(FERNET_KEY + "\n")
+    for name, value in {"HOST": server.host, "PORT": str(server.port), "USER": pg.SUPERUSER, "DATABASE": database.dbname,
+                        "PASSWORD_FILE": str(password), "ENCRYPTION_KEY_FILE": str(key)}.items():
+        monkeypatch.setenv(f"ROTATOR_BOT_KEYS__DB__{name}", value)
+    store = Gen3WorkflowDbStore(conninfo=database.conninfo, encryption_key=FERNET_KEY, hostname=HOST)
+    yield store
+    store.close()
+
+
+def test_every_call_of_a_full_run_with_the_db_store_is_allowed_by_the_policy_without_the_store(aws, db_store, monkeypatch, recorded):
+    """bot-keys writing to gen3-workflow's table calls no Secrets Manager store operation: the policy the chart
+    renders for that store (no BotKeyStore statement) allows every call of a full run."""
+    monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
+    monkeypatch.setenv("ROTATOR_ALLOWED_ACCOUNT_IDS", '["123456789012"]')
+    monkeypatch.setenv("ROTATOR_BOT_KEYS__STORE", "gen3workflow-db")
+    settings = load_settings()
+    iam = aws.client("iam")
+    now = utcnow()  # no frozen clock: psycopg_pool's threads need real time
+    for name in (iam_user_name(HOST, "1"), bot_user_name(HOST, "1"), bot_user_name(HOST, "2")):
+        make_user(iam, name, TAG)
+    make_key(iam, iam_user_name(HOST, "1"), created=now - days(40))
+    db_store.add(make_key(iam, bot_user_name(HOST, "1"), created=now - days(40)))  # expired: rotated
+    db_store.add(NewKey(bot_user_name(HOST, "1"), "AKIAGONEGONEGONEGONE", now - days(3), "s"))  # not in IAM: forgotten
+    aws.client("secretsmanager").create_secret(Name="tower-run1/TOKEN", SecretString="v")
+    recorded.clear()
+    result = Runner(settings, aws=aws).run(["user-keys", "bot-keys", "run-secrets"], dry_run=False)
+    assert result.exit_code == 0, [job.outcomes for job in result.jobs]
+    operations = {action for action, _ in recorded}
+    assert {"iam:DeleteAccessKey", "iam:CreateAccessKey", "secretsmanager:ListSecrets"} <= operations
+    store_arns = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gen3wf-rotator/"
+    assert not any(resource.startswith(store_arns) for _, resource in recorded)  # the Secrets Manager store is never touched
+    assert_every_call_allowed(iam, list(recorded), ("rendered-db",))
+    assert len(db_store.stored_key_ids(bot_user_name(HOST, "2"))) == 2
+
+
+def test_migrating_secrets_manager_to_the_db_store_needs_the_migration_statement(aws, db_store, recorded):
+    """migrate-store --from secretsmanager --to gen3workflow-db --apply --delete-source: every call is allowed by the
+    DB store's policy with iamPolicy.storeMigration, and reading the old store is denied without it."""
+    iam, sm = aws.client("iam"), aws.client("secretsmanager")
+    source = SecretsManagerStore(sm, prefix=f"gen3wf-rotator/{HOST}/bot-keys/")
+    now = utcnow()
+    make_user(iam, BOT, TAG)
+    make_key(iam, BOT, created=now - days(16), store=source)
+    make_key(iam, BOT, created=now - days(1), store=source)
+    recorded.clear()
+    results = migrate.migrate_store(source, db_store, users=None, apply=True, delete_source=True, iam=iam)
+    assert {r.outcome for r in results} == {"done"} and {r.action for r in results} == {migrate.COPY_KEY, migrate.DELETE_SOURCE}
+    calls = list(recorded)
+    assert {"secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"} <= {action for action, _ in calls}
+    assert_every_call_allowed(iam, calls, ("rendered-db-migration",))
+    denied = {action for action, resource in calls if not allowed(RENDERED_DB, action, resource, owned())}
+    assert denied == {"secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"}

@@ -197,11 +197,56 @@ finds (or ""), so the policy never allows less than rotator lists.
 {{- end }}
 
 {{/*
+The bot-key store the chart configures: "gen3workflow-db", "secretsmanager", or "" (rotator's
+default: gen3workflow-db when the mounted gen3-workflow config holds DB_* and ENCRYPTION_KEY).
+gen3workflow-db takes its settings from gen3-workflow's config file (gen3workflowConfig), from
+botKeys.db (an existing Secret for the password and ENCRYPTION_KEY, values for the rest), or
+both (botKeys.db wins). Rendering fails when gen3workflow-db has no source for a setting, and
+when botKeys.db is set for another store (rotator would silently ignore it).
+*/}}
+{{- define "rotator.botKeyStore" -}}
+{{- $v := .Values -}}
+{{- $db := $v.botKeys.db }}
+{{- $config := $v.gen3workflowConfig.secretName }}
+{{- if eq $v.botKeys.store "gen3workflow-db" }}
+{{- if not (or $config $db.secret.name) }}
+{{- fail "botKeys.store is gen3workflow-db but nothing gives its database settings: set gen3workflowConfig.secretName (gen3-helm: gen3workflow-g3auto, whose config file holds DB_* and ENCRYPTION_KEY), or botKeys.db.secret.name (an existing Secret with the database password and ENCRYPTION_KEY) with botKeys.db.host, botKeys.db.user and botKeys.db.database" }}
+{{- end }}
+{{- if not $config }}
+{{- $missing := list }}
+{{- range $name := list "host" "user" "database" }}
+{{- if not (get $db $name) }}
+{{- $missing = append $missing (printf "botKeys.db.%s" $name) }}
+{{- end }}
+{{- end }}
+{{- if $missing }}
+{{- fail (printf "botKeys.store is gen3workflow-db with botKeys.db.secret.name (%s), which gives only the password and ENCRYPTION_KEY: set %s too, or gen3workflowConfig.secretName (its DB_* fill them)" $db.secret.name (join ", " $missing)) }}
+{{- end }}
+{{- end }}
+{{- else }}
+{{- $set := list }}
+{{- range $name := list "host" "port" "user" "database" "sslmode" }}
+{{- if get $db $name }}
+{{- $set = append $set (printf "botKeys.db.%s" $name) }}
+{{- end }}
+{{- end }}
+{{- if $db.secret.name }}{{ $set = append $set "botKeys.db.secret.name" }}{{ end }}
+{{- if $db.sslRootCert.configMapName }}{{ $set = append $set "botKeys.db.sslRootCert.configMapName" }}{{ end }}
+{{- if $set }}
+{{- fail (printf "%s: settings of the gen3workflow-db bot-key store, but botKeys.store is %q: set botKeys.store to gen3workflow-db (or unset them)" (join ", " $set) $v.botKeys.store) }}
+{{- end }}
+{{- end }}
+{{- $v.botKeys.store }}
+{{- end }}
+
+{{/*
 The least-privilege IAM policy for this hostname (JSON). IAM: key operations only on users
 tagged name=gen3wf-<H> (the tag the service puts on every user it creates; aws:ResourceTag is
 the condition key the service authorization reference lists for IAM users), CreateAccessKey
 only on bot users; Secrets Manager: the bot-key store only under its prefix, run secrets only
 under the patterns' prefixes; both only in the region(s) and account(s) when they are known.
+With the gen3workflow-db store (the service's table: no AWS call) there is no store statement;
+iamPolicy.storeMigration adds reading and deleting the Secrets Manager store's secrets.
 */}}
 {{- define "rotator.iamPolicy" -}}
 {{- $hostname := include "rotator.hostname" . }}
@@ -236,13 +281,19 @@ under the patterns' prefixes; both only in the region(s) and account(s) when the
     "iam:ListAccessKeys" "iam:DeleteAccessKey"))
   (dict "Sid" "Gen3WorkflowBotKeyCreation" "Effect" "Allow" "Resource" $bots "Condition" $tag "Action" (list
     "iam:CreateAccessKey"))
-  (dict "Sid" "BotKeyStore" "Effect" "Allow" "Resource" $store "Action" (list
-    "secretsmanager:GetSecretValue" "secretsmanager:CreateSecret" "secretsmanager:PutSecretValue"
-    "secretsmanager:UpdateSecretVersionStage" "secretsmanager:TagResource"))
-  (dict "Sid" "RunSecrets" "Effect" "Allow" "Resource" (uniq $runSecrets) "Action" (list
-    "secretsmanager:DescribeSecret" "secretsmanager:TagResource" "secretsmanager:UntagResource"
-    "secretsmanager:DeleteSecret" "secretsmanager:RestoreSecret" "secretsmanager:RemoveRegionsFromReplication"))
 }}
+{{- if ne (include "rotator.botKeyStore" .) "gen3workflow-db" }}
+{{- $statements = append $statements (dict "Sid" "BotKeyStore" "Effect" "Allow" "Resource" $store "Action" (list
+    "secretsmanager:GetSecretValue" "secretsmanager:CreateSecret" "secretsmanager:PutSecretValue"
+    "secretsmanager:UpdateSecretVersionStage" "secretsmanager:TagResource")) }}
+{{- end }}
+{{- if .Values.iamPolicy.storeMigration }}
+{{- $statements = append $statements (dict "Sid" "BotKeyStoreMigration" "Effect" "Allow" "Resource" $store "Action" (list
+    "secretsmanager:GetSecretValue" "secretsmanager:DeleteSecret")) }}
+{{- end }}
+{{- $statements = append $statements (dict "Sid" "RunSecrets" "Effect" "Allow" "Resource" (uniq $runSecrets) "Action" (list
+    "secretsmanager:DescribeSecret" "secretsmanager:TagResource" "secretsmanager:UntagResource"
+    "secretsmanager:DeleteSecret" "secretsmanager:RestoreSecret" "secretsmanager:RemoveRegionsFromReplication")) }}
 {{- toPrettyJson (dict "Version" "2012-10-17" "Statement" $statements) }}
 {{- end }}
 
@@ -275,6 +326,13 @@ so a rotated Secret is picked up without a restart).
 {{- end }}
 
 {{/*
+Path of the gen3workflow-db store's CA bundle (botKeys.db.sslRootCert), mounted from its ConfigMap.
+*/}}
+{{- define "rotator.dbRootCert" -}}
+/etc/rotator/db-ca/root.crt
+{{- end }}
+
+{{/*
 The Secrets mounted as files, as a JSON list of {volume, secretName, key, file, variable}.
 */}}
 {{- define "rotator.secretFiles" -}}
@@ -294,6 +352,10 @@ The Secrets mounted as files, as a JSON list of {volume, secretName, key, file, 
 {{- $files = append $files (dict "volume" "pushgateway-password" "secretName" .name "key" .passwordKey "file" "password" "variable" "ROTATOR_METRICS__PUSHGATEWAY_PASSWORD_FILE") }}
 {{- end }}
 {{- end }}
+{{- if eq $v.botKeys.store "gen3workflow-db" }}{{- with $v.botKeys.db.secret }}{{- if .name }}
+{{- $files = append $files (dict "volume" "db-password" "secretName" .name "key" .passwordKey "file" "password" "variable" "ROTATOR_BOT_KEYS__DB__PASSWORD_FILE") }}
+{{- $files = append $files (dict "volume" "db-encryption-key" "secretName" .name "key" .encryptionKeyKey "file" "encryption-key" "variable" "ROTATOR_BOT_KEYS__DB__ENCRYPTION_KEY_FILE") }}
+{{- end }}{{- end }}{{- end }}
 {{- with $v.notifications.slackWebhook }}{{- if .secretName }}
 {{- $files = append $files (dict "volume" "slack-webhook" "secretName" .secretName "key" .key "file" "webhook" "variable" "ROTATOR_NOTIFY__SLACK_WEBHOOK_FILE") }}
 {{- end }}{{- end }}
@@ -333,6 +395,19 @@ extraEnv. Tokens and passwords only ever come from existing Secrets, mounted as 
 - {name: ROTATOR_BOT_KEYS__LIFETIME_DAYS, value: {{ $v.botKeys.lifetimeDays | quote }}}
 - {name: ROTATOR_BOT_KEYS__ORPHAN_GRACE_MINUTES, value: {{ $v.botKeys.orphanGraceMinutes | quote }}}
 - {name: ROTATOR_BOT_KEYS__VERIFY_TIMEOUT_SECONDS, value: {{ $v.botKeys.verifyTimeoutSeconds | quote }}}
+{{- with include "rotator.botKeyStore" . }}
+- {name: ROTATOR_BOT_KEYS__STORE, value: {{ . | quote }}}
+{{- end }}
+{{- if eq $v.botKeys.store "gen3workflow-db" }}
+{{- range $name, $variable := dict "host" "HOST" "port" "PORT" "user" "USER" "database" "DATABASE" "sslmode" "SSLMODE" }}
+{{- with get $v.botKeys.db $name }}
+- {name: ROTATOR_BOT_KEYS__DB__{{ $variable }}, value: {{ . | toString | quote }}}
+{{- end }}
+{{- end }}
+{{- if $v.botKeys.db.sslRootCert.configMapName }}
+- {name: ROTATOR_BOT_KEYS__DB__SSLROOTCERT, value: {{ include "rotator.dbRootCert" . | quote }}}
+{{- end }}
+{{- end }}
 {{- if $v.botKeys.secretPrefix }}
 - {name: ROTATOR_BOT_KEYS__SECRET_PREFIX, value: {{ $v.botKeys.secretPrefix | quote }}}
 {{- end }}
@@ -416,6 +491,12 @@ extraVolumes. Files are readable by the pod's group only (fsGroup).
     items: [{key: {{ .key | quote }}, path: {{ .file }}}]
     defaultMode: 0440
 {{- end }}
+{{- if eq .Values.botKeys.store "gen3workflow-db" }}{{- with .Values.botKeys.db.sslRootCert }}{{- if .configMapName }}
+- name: db-ca
+  configMap:
+    name: {{ .configMapName | quote }}
+    items: [{key: {{ .key | quote }}, path: {{ include "rotator.dbRootCert" $ | base }}}]
+{{- end }}{{- end }}{{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -432,6 +513,9 @@ rotated Secret), then extraVolumeMounts.
 {{- end }}
 {{- range include "rotator.secretFiles" . | fromJsonArray }}
 - {name: {{ .volume }}, mountPath: {{ printf "%s/%s" (include "rotator.secretsDir" $) .volume }}, readOnly: true}
+{{- end }}
+{{- if and (eq .Values.botKeys.store "gen3workflow-db") .Values.botKeys.db.sslRootCert.configMapName }}
+- {name: db-ca, mountPath: {{ include "rotator.dbRootCert" . | dir }}, readOnly: true}
 {{- end }}
 {{- with .Values.extraVolumeMounts }}
 {{ toYaml . }}
