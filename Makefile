@@ -28,8 +28,10 @@ $(DEMO_STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt -e '.[demo]'
 	touch $@
 
+# make demo DEMO_ARGS="--store gen3workflow-db": the service's own table as the store (needs PostgreSQL's binaries).
+DEMO_ARGS ?=
 demo: $(DEMO_STAMP)
-	$(BIN)/rotator demo
+	$(BIN)/rotator demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rotator tests bench scripts chaos
