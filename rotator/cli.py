@@ -1,33 +1,109 @@
-"""Command line: ``rotator plan|run|serve|demo|restore-secrets``.
+"""Command line: ``rotator plan|run|serve|demo|restore-secrets|migrate-store|config|status``.
 
 Exit codes: 0 done, 1 some actions failed, 2 bad configuration or usage (nothing
-touched), 3 a safety brake refused the plan (nothing touched).
+touched), 3 a safety brake refused the plan (nothing touched). Every subcommand's
+``--help`` says what it reads, what it needs and which of these it returns.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import structlog
 
 from rotator import __version__, logs
-from rotator.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, ConfigError
+from rotator.concurrency import Progress
+from rotator.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, ConfigError
 from rotator.jobs import JOB_NAMES
 from rotator.settings import Settings, effective_settings, load_settings_with_sources, service_link_names
 
 log = structlog.get_logger("rotator.cli")
+
+# --- help ------------------------------------------------------------------------------------
+
+EXIT_MEANINGS: Mapping[int, str] = {
+    EXIT_OK: "done, or nothing to do",
+    EXIT_FAILED: "some actions or lookups failed (the others were carried out; the output says which)",
+    EXIT_CONFIG: "bad configuration or usage, or an AWS account not allowed: nothing was touched",
+    EXIT_REFUSED: "a safety brake refused the plan: nothing was touched",
+}
+NEEDS_HOSTNAME = (
+    "ROTATOR_HOSTNAME (or HOSTNAME in the Gen3Workflow config file named by ROTATOR_GEN3WORKFLOW_CONFIG);"
+    " AWS credentials and AWS_REGION from the standard AWS environment (IRSA, AWS_PROFILE, ...)."
+    " `rotator config` shows every setting and where it came from."
+)
+READS_JOBS = (
+    "IAM users tagged name=gen3wf-<host> and their access keys (GetAccountAuthorizationDetails, the credential"
+    " report, ListAccessKeys, GetAccountSummary); which key ids the bot-key store holds; Secrets Manager secret"
+    " names and dates (never values); the run-status API of ROTATOR_RUN_SECRETS__STATUS_SOURCE."
+)
+NEEDS_JOBS = NEEDS_HOSTNAME + (
+    " run-secrets with ROTATOR_RUN_SECRETS__STATUS_SOURCE=seqera or tes also needs that source's __URL and"
+    " credentials; bot-keys with ROTATOR_BOT_KEYS__STORE=gen3workflow-db needs the database settings."
+)
+
+
+def epilog(*, reads: str, needs: str, codes: Mapping[int, str]) -> str:
+    """What a subcommand reads, which settings it needs, and its exit codes, for ``--help``."""
+
+    def section(title: str, text: str) -> list[str]:
+        return [title, *paragraph(text, indent="  ")]
+
+    lines = [*section("reads:", reads), "", *section("needs:", needs), "", "exit codes:"]
+    for code, meaning in codes.items():
+        lines += paragraph(meaning, indent=f"  {code}  ", subsequent="     ")
+    return "\n".join(lines)
+
+
+def paragraph(text: str, *, indent: str = "", subsequent: str | None = None) -> list[str]:
+    """``text`` wrapped for ``--help`` (78 columns), never inside a setting's name."""
+    return textwrap.wrap(text, 78, initial_indent=indent, subsequent_indent=indent if subsequent is None else subsequent,
+                         break_on_hyphens=False)
+
+
+def exit_codes(*codes: int, meaning: Mapping[int, str] | None = None) -> dict[int, str]:
+    """``codes`` with what each means for one command: ``meaning``'s words, else the usual ones."""
+    return {code: (meaning or {}).get(code, EXIT_MEANINGS[code]) for code in codes}
+
+
+def verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
+    """``-q``/``-v``; before or after the subcommand (there ``default`` is SUPPRESS: no overwriting)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", dest="log_level", action="store_const", const="warning", default=default,
+                       help="log warnings and errors only (and no progress line)")
+    group.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="debug", default=default,
+                       help="log debug events too")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rotator",
         description="Key rotation and cleanup for Gen3Workflow deployments on AWS.",
-        epilog="Settings come from ROTATOR_* environment variables; see the README.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join([
+            *paragraph("Settings come from ROTATOR_* environment variables (`rotator config` shows them; see the README)."
+                       " Logs go to stderr: readable lines on a terminal, JSON lines otherwise (ROTATOR_LOG__FORMAT="
+                       "json|console decides). `rotator COMMAND --help` says what each command reads, needs and returns."),
+            "", "exit codes:",
+            *(line for code, meaning in EXIT_MEANINGS.items()
+              for line in paragraph(meaning, indent=f"  {code}  ", subsequent="     ")),
+        ]),
     )
     parser.add_argument("--version", action="version", version=f"rotator {__version__}")
+    verbosity(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, *, help: str, reads: str, needs: str, codes: Mapping[int, str], description: str | None = None):
+        p = sub.add_parser(
+            name, help=help, description="\n".join(paragraph(description or help)),
+            epilog=epilog(reads=reads, needs=needs, codes=codes), formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        verbosity(p, default=argparse.SUPPRESS)
+        return p
 
     def job_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -39,33 +115,102 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--output", choices=("text", "json"), default="text", help="plan/outcome format on stdout")
         p.add_argument("--user", action="append", metavar="NAME", help="limit the key jobs to this IAM user (repeatable)")
 
-    p_plan = sub.add_parser("plan", help="show what would change; changes nothing")
+    p_plan = command(
+        "plan", help="show what would change; changes nothing", reads=READS_JOBS + " Changes nothing.", needs=NEEDS_JOBS,
+        codes=exit_codes(EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED, meaning={
+            EXIT_OK: "the plan was made (nothing to do, or see the actions)",
+            EXIT_FAILED: "some lookups failed: those users or secrets are left out of the plan",
+            EXIT_REFUSED: "a safety brake would refuse this plan (run would change nothing)",
+        }),
+    )
     job_options(p_plan)
-    p_run = sub.add_parser("run", help="run jobs once (dry-run unless --apply or ROTATOR_DRY_RUN=false)")
+    p_run = command(
+        "run", help="run jobs once (dry-run unless --apply or ROTATOR_DRY_RUN=false)",
+        reads=READS_JOBS + " With --apply (or ROTATOR_DRY_RUN=false) it then deletes and creates access keys,"
+        " writes the bot-key store and deletes run secrets; without, it changes nothing.",
+        needs=NEEDS_JOBS, codes=exit_codes(EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_REFUSED),
+    )
     job_options(p_run)
     p_run.add_argument("--apply", action="store_true", help="change things (overrides ROTATOR_DRY_RUN)")
-    sub.add_parser("serve", help="run jobs on their schedules; serve /metrics, /healthz, /readyz")
-    p_demo = sub.add_parser("demo", help="run end to end against an embedded AWS emulator, seeded")
+    command(
+        "serve", help="run jobs on their schedules; serve /metrics, /healthz, /readyz",
+        reads="What `rotator run` reads, for each job on its ROTATOR_SCHEDULE__<JOB> crontab (UTC); changes things only"
+        " with ROTATOR_DRY_RUN=false. Serves /metrics, /healthz and /readyz on ROTATOR_METRICS__BIND_ADDRESS and"
+        " ROTATOR_METRICS__PORT (default 9102).",
+        needs=NEEDS_JOBS,
+        codes=exit_codes(EXIT_OK, EXIT_FAILED, EXIT_CONFIG, meaning={
+            EXIT_OK: "stopped (SIGTERM or SIGINT) once the running job had finished",
+            EXIT_FAILED: "stopped while a job was still running (cut off after the shutdown grace)",
+            EXIT_CONFIG: "bad configuration (a setting, a crontab, a busy port, an account not allowed)",
+        }),
+    )
+    p_demo = command(
+        "demo", help="run end to end against an embedded AWS emulator, seeded",
+        reads="Nothing of yours: it starts moto in process (and, with --store gen3workflow-db, a throwaway PostgreSQL"
+        " from the installed binaries), seeds users, keys, run secrets and decoys, plans, applies and prints the end"
+        " state. ROTATOR_* and AWS settings are ignored; it never reaches AWS.",
+        needs="Nothing: the demo extra (pip install 'gen3wf-rotator[demo]'); for --store gen3workflow-db, PostgreSQL's"
+        " server binaries (Debian: postgresql).",
+        codes=exit_codes(EXIT_OK, EXIT_FAILED, EXIT_CONFIG, meaning={
+            EXIT_OK: "the demo ran and every bot user ends with a live key first in the store",
+            EXIT_FAILED: "the demo's run or its end-state check failed",
+            EXIT_CONFIG: "the emulator or PostgreSQL is not installed",
+        }),
+    )
     p_demo.add_argument("--store", choices=("secretsmanager", "gen3workflow-db"), default="secretsmanager",
                         help="bot-key store to show (gen3workflow-db: a throwaway PostgreSQL from the installed binaries)")
-    p_restore = sub.add_parser("restore-secrets", help="undo run-secrets deletions inside the recovery window")
+    p_restore = command(
+        "restore-secrets", help="undo run-secrets deletions inside the recovery window",
+        reads="Secrets Manager secrets scheduled for deletion and tagged gen3wf-rotator:deleted-for-run (in every region"
+        " of ROTATOR_RUN_SECRETS__REGIONS); restores them and removes the tag.",
+        needs=NEEDS_HOSTNAME + " A region: AWS_REGION or ROTATOR_RUN_SECRETS__REGIONS.",
+        codes=exit_codes(EXIT_OK, EXIT_FAILED, EXIT_CONFIG, meaning={EXIT_FAILED: "some secrets could not be restored"}),
+    )
     which = p_restore.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", action="append", metavar="RUN_ID", help="restore this run's secrets (repeatable)")
     which.add_argument("--all", action="store_true", help="restore everything run-secrets scheduled for deletion")
     p_restore.add_argument("--output", choices=("text", "json"), default="text")
-    p_config = sub.add_parser(
+    p_config = command(
         "config",
         help="print the effective settings and where each came from (secrets masked); validates, no AWS call",
         description="Validate the settings and print each with its source: the environment, the Gen3Workflow config"
-        " file, or the default. Secrets are masked. Makes no AWS call. Exit 0 valid, 2 invalid.",
+        " file, or the default. Secrets are masked.",
+        reads="The ROTATOR_* environment and the Gen3Workflow config file (ROTATOR_GEN3WORKFLOW_CONFIG). Makes no AWS"
+        " call and prints no secret.",
+        needs="ROTATOR_HOSTNAME (or HOSTNAME in the Gen3Workflow config file).",
+        codes=exit_codes(EXIT_OK, EXIT_CONFIG, meaning={
+            EXIT_OK: "the settings are valid", EXIT_CONFIG: "a setting is invalid (the message names it)",
+        }),
     )
     p_config.add_argument("--output", choices=("text", "json"), default="text")
-    p_migrate = sub.add_parser(
+    p_status = command(
+        "status",
+        help="list managed users, their keys, ages, days to expiry and stored state (read-only)",
+        description="List the managed end users and bot users, each key's age and days to expiry (the service's rule:"
+        " expired when Inactive or more whole days old than the lifetime) and, for bot keys, whether the store holds"
+        " it and where (newest first: the first is the one the service hands out). Read-only.",
+        reads="IAM users tagged name=gen3wf-<host> (GetAccountAuthorizationDetails) and ListAccessKeys for each; which"
+        " key ids the bot-key store holds (never a secret). Changes nothing.",
+        needs=NEEDS_HOSTNAME + " ROTATOR_BOT_KEYS__STORE (and, for gen3workflow-db, the database settings).",
+        codes=exit_codes(EXIT_OK, EXIT_FAILED, EXIT_CONFIG, meaning={
+            EXIT_FAILED: "some users' keys, or bot users' store entries, could not be read (shown with the error)",
+        }),
+    )
+    p_status.add_argument("--output", choices=("text", "json"), default="text", help="format on stdout")
+    p_status.add_argument("--user", action="append", metavar="NAME", help="only this IAM user (repeatable)")
+    p_migrate = command(
         "migrate-store",
         help="copy stored bot keys from one store to another, verified (dry-run unless --apply)",
         description="Copy every live stored bot key from one store to another, reading each back."
         " Nothing changes without --apply; the source is kept unless --delete-source (Secrets Manager only:"
         " its secrets are scheduled for deletion with the recovery window).",
+        reads="Both stores' entries (secrets are copied, never printed) and ListAccessKeys of each bot user; with --apply"
+        " it writes the target store"
+        " (and with --delete-source schedules the source's secrets for deletion).",
+        needs=NEEDS_HOSTNAME + " The settings of both stores (the gen3workflow-db database and its ENCRYPTION_KEY).",
+        codes=exit_codes(EXIT_OK, EXIT_FAILED, EXIT_CONFIG, meaning={
+            EXIT_FAILED: "some keys could not be copied (or a store could not be reached)",
+        }),
     )
     stores = ("secretsmanager", "gen3workflow-db")
     p_migrate.add_argument("--from", dest="source", choices=stores, required=True, help="store to copy from")
@@ -87,25 +232,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from rotator import demo
 
-        return demo.main(store=args.store)
-    configured = False
+        return demo.main(store=args.store, log_level=args.log_level or "warning")
+    configure_logs(args, None)
     try:
         settings, origins = load_settings_with_sources()
         if args.command == "config":
             return config_command(args, settings, origins)
-        logs.configure(format=settings.log.format, level=settings.log.level)
-        configured = True
+        configure_logs(args, settings)
         links = service_link_names()
         if links:
             log.debug("config.service_links_ignored", variables=links, reason="Kubernetes service links, not settings")
-        return run_command(args, settings)
+        with progress_line(args, settings):
+            return run_command(args, settings)
     except ConfigError as exc:
-        # The one place a configuration error becomes exit 2: before anything was touched.
-        if not configured:
-            logs.configure()
-        log.error("config.invalid", error=str(exc))
+        # The one place a configuration error becomes exit 2: before anything was touched. One line, once
+        # (not also a log event): it is the whole story, and it reads the same on a terminal and in a pod's log.
         print(f"rotator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def configure_logs(args: argparse.Namespace, settings: Settings | None) -> None:
+    """Console lines on a terminal, JSON otherwise, unless ROTATOR_LOG__FORMAT says; ``-q``/``-v`` before ROTATOR_LOG__LEVEL."""
+    chosen = settings.log.format if settings is not None else "auto"
+    format = logs.default_format() if chosen == "auto" else chosen
+    logs.configure(format=format, level=log_level(args, settings))
+
+
+def log_level(args: argparse.Namespace, settings: Settings | None) -> str:
+    return args.log_level or (settings.log.level if settings is not None else "info")
+
+
+@contextmanager
+def progress_line(args: argparse.Namespace, settings: Settings) -> Iterator[None]:
+    """The one-line progress display on stderr: for text output on a terminal, unless quiet."""
+    wanted = (
+        getattr(args, "output", None) == "text"
+        and log_level(args, settings) in ("debug", "info")
+        and logs.is_terminal(sys.stderr)
+    )
+    Progress.show_on(sys.stderr if wanted else None)
+    try:
+        yield
+    finally:
+        Progress.show_on(None)  # cleared before anything else is printed
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -120,6 +289,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return Service(settings).serve()
     if args.command == "migrate-store":
         return migrate_command(args, settings)
+    if args.command == "status":
+        return status_command(args, settings)
     return run_jobs(args, settings)
 
 
@@ -136,8 +307,8 @@ def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     metrics = Metrics()
     metrics.instrument(aws)
     result = Runner(settings, aws=aws).run(jobs, dry_run=dry_run, users=args.user)
-    render = render_json if args.output == "json" else render_text
-    print(render(result, command=args.command))
+    Progress.clear()
+    print(render_json(result, command=args.command) if args.output == "json" else render_text(result, command=args.command))
     if args.command == "run" and settings.metrics.pushgateway_url:
         metrics.record_run(result, settings=settings)
         push_metrics(metrics, settings, jobs)
@@ -191,6 +362,26 @@ def config_command(args: argparse.Namespace, settings: Settings, origins) -> int
     for variable, value, source in rows:
         print(f"{variable.ljust(width)}  {value.ljust(value_width)}  {source}".rstrip())
     return EXIT_OK
+
+
+def status_command(args: argparse.Namespace, settings: Settings) -> int:
+    """``rotator status``: read-only; exit 1 when some users' keys or store entries could not be read."""
+    import json
+
+    from rotator import status
+    from rotator.aws import Aws
+    from rotator.report import terminal_width
+    from rotator.runner import Runner, utcnow
+
+    aws = Aws()
+    account_id = Runner(settings, aws=aws).check_identity()  # also ROTATOR_ALLOWED_ACCOUNT_IDS
+    found = status.read_status(settings, aws, account_id=account_id, now=utcnow(), users=args.user)
+    Progress.clear()
+    if args.output == "json":
+        print(json.dumps(status.to_document(found), indent=2))
+    else:
+        print(status.render_text(found, width=terminal_width()))
+    return found.exit_code
 
 
 def migrate_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,11 +10,12 @@ back in submission order, so plans, outcomes, output and logs stay deterministic
 from __future__ import annotations
 
 import contextvars
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TextIO, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -80,13 +81,27 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int) -> It
 
 
 class Progress:
-    """A ``job.progress`` event at most every ``interval`` seconds during a long phase."""
+    """A ``job.progress`` event at most every ``interval`` seconds during a long phase.
+
+    On a terminal (the CLI turns it on with :meth:`show_on` for text output) it also keeps
+    one line, ``bot-keys: confirming keys 120/1250 …``, overwritten in place and cleared when
+    the phase ends; log lines step around it (:meth:`write_above`).
+    """
+
+    DRAW_AFTER_SECONDS: ClassVar[float] = 0.5
+    """A phase shorter than this never draws (no flicker on small accounts)."""
+    REDRAW_SECONDS: ClassVar[float] = 0.1
+
+    _display: ClassVar[TextIO | None] = None
+    _shown: ClassVar[str] = ""
+    _screen: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, log, *, job: str, phase: str, total: int, interval: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._log, self._job, self._phase, self._total = log, job, phase, total
         self._interval, self._clock = interval, clock
         self._started = self._last = clock()
+        self._drawn = float("-inf")
         self.done = 0
 
     def tick(self, n: int = 1) -> None:
@@ -98,3 +113,49 @@ class Progress:
                 "job.progress", job=self._job, phase=self._phase, done=self.done, total=self._total,
                 elapsed_seconds=round(now - self._started, 1),
             )
+        if Progress._display is not None:
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        with Progress._screen:
+            display = Progress._display
+            if display is None:
+                return
+            if self.done >= self._total:
+                Progress._erase()
+            elif now - self._started >= self.DRAW_AFTER_SECONDS and (
+                now - self._drawn >= self.REDRAW_SECONDS or not Progress._shown
+            ):
+                self._drawn = now
+                width = shutil.get_terminal_size((80, 24)).columns
+                line = f"{self._job}: {self._phase} {self.done}/{self._total} …"[: max(width - 1, 1)]
+                display.write("\r" + line.ljust(len(Progress._shown)))
+                display.flush()
+                Progress._shown = line
+
+    @classmethod
+    def show_on(cls, stream: TextIO | None) -> None:
+        """Keep the progress line on ``stream`` (a terminal) from now on; None: no line (and clear it)."""
+        with cls._screen:
+            cls._erase()
+            cls._display = stream
+
+    @classmethod
+    def clear(cls) -> None:
+        """Take the progress line off the screen (before the results are printed)."""
+        with cls._screen:
+            cls._erase()
+
+    @classmethod
+    def write_above(cls, stream: TextIO, text: str) -> None:
+        """Write ``text`` (a whole log line) to ``stream``, the progress line cleared out of its way first."""
+        with cls._screen:
+            cls._erase()
+            stream.write(text)
+
+    @classmethod
+    def _erase(cls) -> None:  # the caller holds _screen
+        if cls._shown and cls._display is not None:
+            cls._display.write("\r" + " " * len(cls._shown) + "\r")
+            cls._display.flush()
+        cls._shown = ""

@@ -271,7 +271,7 @@ def service_config(directory: Path, server: Postgres, *, encryption_key: str) ->
     return path
 
 
-def main(store: str = "secretsmanager") -> int:
+def main(store: str = "secretsmanager", *, log_level: str = "warning") -> int:
     from rotator import throwaway_pg
 
     try:
@@ -285,13 +285,13 @@ def main(store: str = "secretsmanager") -> int:
     try:
         binaries = throwaway_pg.find_binaries() if store == "gen3workflow-db" else None
         with ExitStack() as stack:
-            return _demo(stack, store=store, binaries=binaries)
+            return _demo(stack, store=store, binaries=binaries, log_level=log_level)
     except throwaway_pg.PostgresUnavailable as exc:
         print(f"rotator: demo --store gen3workflow-db: {exc}", file=sys.stderr)
         return 2
 
 
-def _demo(stack: ExitStack, *, store: str, binaries: Binaries | None) -> int:
+def _demo(stack: ExitStack, *, store: str, binaries: Binaries | None, log_level: str) -> int:
     from cryptography.fernet import Fernet
     from psycopg.conninfo import make_conninfo
 
@@ -332,9 +332,8 @@ def _demo(stack: ExitStack, *, store: str, binaries: Binaries | None) -> int:
               " bot-key store gen3workflow-db\n")
     else:
         os.environ["ROTATOR_HOSTNAME"] = HOSTNAME
-    os.environ.setdefault("ROTATOR_LOG__FORMAT", "console")
     settings = load_settings()
-    logs.configure(format=settings.log.format, level="warning")
+    logs.configure(format="console", level=log_level)
     if settings.bot_keys.store != store:
         print(f"demo: the settings chose the {settings.bot_keys.store} store, not {store}", file=sys.stderr)
         return 1

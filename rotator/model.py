@@ -108,7 +108,7 @@ class Action:
     arn: str | None = None
     """The secret's ARN as listed: a secret deleted and re-created under the same name is another ARN."""
     reason_code: str = ""
-    """Stable, for scripts: expired, inactive, orphan, rotation, missing-key, stale-entry, run-finished, run-expired."""
+    """Stable, for scripts: expired, inactive, orphan, adopt, rotation, missing-key, stale-entry, run-finished, run-expired."""
 
     @property
     def is_deletion(self) -> bool:

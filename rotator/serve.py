@@ -176,14 +176,13 @@ class Service:
             self.start_http()
         except OSError as exc:  # a busy port, an address not on this host
             address = f"{self.settings.metrics.bind_address}:{self.settings.metrics.port}"
-            log.error("config.invalid", error=f"cannot listen on {address}: {exc.strerror or exc}")
             print(f"rotator: cannot listen on {address} (ROTATOR_METRICS__PORT / __BIND_ADDRESS): {exc.strerror or exc}", file=sys.stderr)
             self.scheduler.shutdown(wait=False)
             return EXIT_CONFIG
         try:
             self.establish_identity()
         except AccountNotAllowed as exc:
-            log.error("config.invalid", error=str(exc))
+            print(f"rotator: {exc}", file=sys.stderr)  # one line, once: as the command line says any configuration error
             self.scheduler.shutdown(wait=False)
             self._stop_http()
             return EXIT_CONFIG

@@ -356,7 +356,8 @@ class CapacitySettings(_Section):
 
 
 class LogSettings(_Section):
-    format: Literal["json", "console"] = "json"
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: console lines when stderr is a terminal, JSON lines otherwise."""
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 

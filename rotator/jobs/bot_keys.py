@@ -10,7 +10,7 @@ secret cannot be stored is taken back.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
@@ -80,7 +80,7 @@ def bot_may_need_action(
     return now - newest >= rotation_age(settings)
 
 
-def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) -> tuple[Action, ...]:
+def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings, adopting: bool = False) -> tuple[Action, ...]:
     """Keep two live, stored, staggered keys on one bot user, make-before-break.
 
     Which keys go: expired and inactive keys, keys whose secret was never stored (past
@@ -88,6 +88,11 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) 
     remain and the newest is at least lifetime/2 old, the older. Then keys are created
     until two are live. The newest key is thus always less than lifetime/2 old after a
     run, and when keys start out made together (or absent), rotation staggers them.
+
+    ``adopting``: rotator is taking this user over (its store holds none of the user's
+    keys, so rotator did not create them): its unstored keys are the same deletions,
+    named ``adopt: replace`` rather than ``orphan`` (a leftover of rotator's own), so that
+    a first run on an existing deployment says what it is doing.
 
     In what order: store entries of keys IAM no longer has are forgotten, unstored keys
     deleted; then, while the two-key quota allows, a new key is created (and stored)
@@ -103,7 +108,8 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) 
         if reason is None and key.key_id not in state.stored_key_ids:
             age = now - key.created
             if age >= grace:
-                reason = f"orphan: secret not stored, {fmt_age(age)} old >= {settings.orphan_grace_minutes}m grace"
+                found = "adopt: replace, not created by rotator (not in its store)" if adopting else "orphan: secret not stored"
+                reason = f"{found}, {fmt_age(age)} old >= {settings.orphan_grace_minutes}m grace"
         if reason:
             deletions.append(delete_key(NAME, user, key, reason))
         else:
@@ -163,10 +169,13 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings) 
     return tuple(ordered)
 
 
-def plan_bot_keys(states: Iterable[BotState], *, now: datetime, settings: BotKeysSettings) -> tuple[Action, ...]:
+def plan_bot_keys(
+    states: Iterable[BotState], *, now: datetime, settings: BotKeysSettings, adopting: Collection[str] = ()
+) -> tuple[Action, ...]:
+    """Every bot user's plan; ``adopting`` names the users rotator is taking over (see :func:`plan_bot_user`)."""
     actions: list[Action] = []
     for state in sorted(states, key=lambda s: s.user.name):
-        actions.extend(plan_bot_user(state, now=now, settings=settings))
+        actions.extend(plan_bot_user(state, now=now, settings=settings, adopting=state.user.name in adopting))
     return tuple(actions)
 
 
@@ -240,7 +249,9 @@ class BotKeysJob:
         states = [
             BotState(b, observed.confirmed[b.name], observed.stored[b.name]) for b in observed.candidates if b.name in observed.stored
         ]
-        return _keys.key_plan(NAME, observed, plan_bot_keys(states, now=now, settings=settings.bot_keys))
+        # A store holding none of a user's keys: rotator did not create them (its first run here, or a new user).
+        adopting = {s.user.name for s in states if not s.stored_key_ids}
+        return _keys.key_plan(NAME, observed, plan_bot_keys(states, now=now, settings=settings.bot_keys, adopting=adopting))
 
     def execute(self, plan: KeyPlan, ctx: RunContext) -> Iterator[Outcome]:
         before = {
