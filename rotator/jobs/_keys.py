@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -84,6 +84,18 @@ def observed_keys(observation: KeyObservation) -> Mapping[str, tuple[AccessKey |
 
 def users_of_kind(account: inventory.AccountSnapshot, kind: str) -> tuple[ManagedUser, ...]:
     return tuple(u for u in account.users if u.kind == kind)
+
+
+def candidates(
+    account: inventory.AccountSnapshot, kind: str, may_need_action: Callable[[ManagedUser, Sequence[ReportedKey]], bool]
+) -> tuple[tuple[ManagedUser, ...], tuple[ManagedUser, ...]]:
+    """The managed users of ``kind``, and those worth a ListAccessKeys: the ones the credential
+    report says ``may_need_action``, or all of them when there is no report."""
+    users = users_of_kind(account, kind)
+    report = account.report
+    if report is None:
+        return users, users
+    return users, tuple(u for u in users if may_need_action(u, report.get(u.name, ())))
 
 
 def delete_access_key(iam, action: Action) -> Outcome:

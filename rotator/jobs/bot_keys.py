@@ -214,17 +214,11 @@ class BotKeysJob:
         if hasattr(store, "check"):
             store.check()  # once passed, cached; raises when the database cannot be reached
         account = ctx.account
-        bots = _keys.users_of_kind(account, "bot")
-        report = account.report
-        if report is None:
-            candidates = bots
-        else:
-            index = store.index()
-            candidates = tuple(
-                b
-                for b in bots
-                if bot_may_need_action(report.get(b.name, ()), stored_count=index.get(b.name), now=ctx.now, settings=settings)
-            )
+        index = store.index() if account.report is not None else {}  # without the report every bot is looked at
+        bots, candidates = _keys.candidates(
+            account, "bot",
+            lambda bot, reported: bot_may_need_action(reported, stored_count=index.get(bot.name), now=ctx.now, settings=settings),
+        )
         confirmed, candidates, listing_errors = _keys.confirm(account, candidates, job=NAME, workers=ctx.settings.aws.concurrency)
         stored, errors = {}, list(listing_errors)
 
@@ -242,7 +236,7 @@ class BotKeysJob:
                 errors.append(f"{name}: store unreadable: {error}")
                 log.error("store.read_failed", user=name, error=error)
         return BotKeysObservation(
-            bots, candidates, report, confirmed, account.skipped, account.source, errors=tuple(errors), stored=frozen_mapping(stored)
+            bots, candidates, account.report, confirmed, account.skipped, account.source, errors=tuple(errors), stored=frozen_mapping(stored)
         )
 
     def plan(self, observed: BotKeysObservation, *, now: datetime, settings: Settings) -> KeyPlan:

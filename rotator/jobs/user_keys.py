@@ -54,14 +54,11 @@ class UserKeysJob:
     def observe(self, ctx: RunContext) -> KeyObservation:
         settings = ctx.settings.user_keys
         account = ctx.account
-        users = _keys.users_of_kind(account, "user")
-        report = account.report
-        if report is None:
-            candidates = users
-        else:
-            candidates = tuple(u for u in users if user_may_need_action(report.get(u.name, ()), now=ctx.now, settings=settings))
+        users, candidates = _keys.candidates(
+            account, "user", lambda _user, reported: user_may_need_action(reported, now=ctx.now, settings=settings)
+        )
         confirmed, candidates, errors = _keys.confirm(account, candidates, job=NAME, workers=ctx.settings.aws.concurrency)
-        return KeyObservation(users, candidates, report, confirmed, account.skipped, account.source, errors)
+        return KeyObservation(users, candidates, account.report, confirmed, account.skipped, account.source, errors)
 
     def plan(self, observed: KeyObservation, *, now: datetime, settings: Settings) -> KeyPlan:
         actions = plan_user_keys(
