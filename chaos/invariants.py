@@ -1,7 +1,11 @@
-"""Invariants, judged against a :class:`~chaos.scenario.Scenario`, on moto's backend state.
+"""Invariants, judged against a :class:`~chaos.scenario.Scenario`, on moto's backend state and
+on the bot-key store as its reader (the service) sees it, through a store view (chaos/stores.py:
+``secretsmanager`` or ``gen3workflow-db``; the invariants are the same for both).
 
 ``Checker.after_request`` runs in the proxy after every forwarded request, with the
-proxy's state lock held (nothing else changes the emulator meanwhile):
+proxy's state lock held (nothing else changes the emulator meanwhile); with the
+``gen3workflow-db`` store ``Checker.after_store_write`` also runs after every committed
+write to the table (the runners reach the database directly, not through the proxy):
 
 * ``wrong-deletion``: a seeded key that was not expired/inactive/orphan/rotation-due is
   gone (or both keys of a synchronised pair), a young orphan was deleted, a run secret
@@ -9,27 +13,31 @@ proxy's state lock held (nothing else changes the emulator meanwhile):
 * ``decoy-touched``: a decoy user's keys or tags, or a decoy secret, changed;
 * ``end-user-key-created``: an end user got a key;
 * ``too-many-keys``: more than two keys on a user;
-* ``store-first-dead``: the store's first entry of a bot user does not name an existing,
-  Active IAM key (with the secret IAM issued), for a bot user whose store named a live
-  key at the start, or at any moment since;
+* ``store-first-dead``: what the store hands out for a bot user (Secrets Manager: the first
+  entry; the table: the newest row, every row tied at the greatest ``created_time``) does
+  not name an existing, Active IAM key (with the secret IAM issued), for a bot user whose
+  store named a live key at the start, or at any moment since;
 * ``store-lists-deleted-key``: the store lists a key that IAM no longer has (other than
   the scenario's seeded stale entries): it was deleted before it was forgotten;
 * ``store-secret-mismatch`` / ``store-malformed`` / ``store-AWSCURRENT``: the store holds
-  a wrong secret, something other than a list of entries, or not exactly one version
-  labelled AWSCURRENT.
+  a wrong secret, something other than a list of entries (a row that does not decrypt), or
+  not exactly one version labelled AWSCURRENT (Secrets Manager only);
+* ``wrong-store``: with the ``gen3workflow-db`` store, a bot-key secret appeared in Secrets
+  Manager under the store prefix.
 
 ``Checker.check_output`` runs on every run's stdout and stderr (``secret-in-output``:
 any seeded or newly created SecretAccessKey, stored secret or secret string), and
-``Checker.converged`` after the final fault-free run (``not-converged``).
+``Checker.converged`` after the final fault-free run (``not-converged``, which includes
+a store that does not hand out the newer of the two keys).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from chaos.scenario import ACCOUNT_ID, REGION, Scenario
+from chaos.stores import SecretsManagerView, StoreRead, read_store  # noqa: F401 - read_store: kept importable here
 
 
 @dataclass(frozen=True)
@@ -66,37 +74,6 @@ def iam_keys(iam_backend, user: str) -> dict[str, tuple[str, str]] | None:
     return {k.access_key_id: (k.status, k.secret_access_key) for k in u.access_keys}
 
 
-def read_store(sm_backend, name: str) -> tuple[list[dict] | None, str | None]:
-    """(entries, problem) of a store secret as a reader with VersionStage=AWSCURRENT sees it."""
-    secret = sm_backend.secrets.get(name)
-    if secret is None or getattr(secret, "is_deleted", lambda: False)():
-        return None, None
-    current = [v for v in secret.versions.values() if "AWSCURRENT" in v.get("version_stages", [])]
-    if not current:
-        return None, "no version labelled AWSCURRENT"
-    problem = None
-    if len(current) > 1:
-        problem = f"{len(current)} versions labelled AWSCURRENT (moto keeps a stale default version; see TOOLS.md)"
-    raw = current[0].get("secret_string")  # GetSecretValue(VersionStage=AWSCURRENT) returns the first
-    if raw is None:
-        return None, "AWSCURRENT has no SecretString"
-    try:
-        entries = json.loads(raw)
-    except ValueError:
-        return None, "AWSCURRENT value is not JSON"
-    if not isinstance(entries, list):
-        return None, "AWSCURRENT value is not a JSON list"
-    for e in entries:
-        if not (
-            isinstance(e, dict)
-            and isinstance(e.get("access_key_id"), str)
-            and isinstance(e.get("secret_access_key"), str)
-            and isinstance(e.get("created"), str)
-        ):
-            return None, "an entry is not {access_key_id, secret_access_key, created} strings"
-    return entries, problem
-
-
 def _snapshot_secret(secret) -> tuple:
     versions = tuple(
         sorted((vid, tuple(sorted(v.get("version_stages", []))), v.get("secret_string")) for vid, v in secret.versions.items())
@@ -123,8 +100,9 @@ _AMBIGUOUS = (
 
 
 class Checker:
-    def __init__(self, scenario: Scenario, *, set_name: str, seed: int) -> None:
+    def __init__(self, scenario: Scenario, *, set_name: str, seed: int, store=None) -> None:
         self.s = scenario
+        self.store = store or SecretsManagerView()
         self.set_name = set_name
         self.seed = seed
         self.violations: list[Violation] = []
@@ -135,6 +113,8 @@ class Checker:
         self._decoy_users = {n: _snapshot_user(iam_backend, n) for n in scenario.decoy_users}
         self._decoy_secrets = {n: _snapshot_secret(sm_backend.secrets[n]) for n in scenario.decoy_secrets}
         self._kept_secrets = {n: _snapshot_secret(sm_backend.secrets[n]) for n in scenario.kept_run_secrets}
+        self._decoy_store = self.store.snapshot_decoys(scenario.decoy_store)
+        self._secret_names = set(sm_backend.secrets)
         self.must_be_live = {name for name, b in scenario.bots.items() if b.usable_at_start}
         self.requests_checked = 0
         self.key_origin: dict[str, str] = {}
@@ -163,6 +143,14 @@ class Checker:
         self._request = f"{self.phase}: request #{info.index} {info.operation}" + (f" [{info.fault}]" if info.fault else "")
         self.check_state(when=when)
 
+    def after_store_write(self, what: str) -> None:
+        """After a committed write to the store's table (gen3workflow-db), with the proxy's state lock held."""
+        self.store_writes_checked = getattr(self, "store_writes_checked", 0) + 1
+        self.check_state(when=f"after table write {what} committed")
+
+    def reads(self) -> dict[str, StoreRead]:
+        return self.store.read_bots(self.s.bots.values())
+
     def excuse_unstored(self, when: str) -> None:
         """After a kill: keys the killed runner created and had not stored; their secret died with it.
 
@@ -172,11 +160,11 @@ class Checker:
         rightly leaves them alone during the grace period (a run after it deletes them): they
         are treated like the seeded young orphans.
         """
-        iam_backend, sm_backend = _backends()
+        iam_backend, _ = _backends()
+        reads = self.reads()
         for name, bot in self.s.bots.items():
             keys = iam_keys(iam_backend, name) or {}
-            entries, _ = read_store(sm_backend, bot.store_secret)
-            stored = {e["access_key_id"] for e in entries or []}
+            stored = {e.key_id for e in reads[name].entries}
             for k in set(keys) - stored - set(self.s.keys):
                 bot.young_orphans.add(k)
                 self.excused[k] = f"{name}: created by the killed runner, not stored when it was killed ({when})"
@@ -212,40 +200,54 @@ class Checker:
                 self.violate("end-user-key-created", name, f"new key(s) {sorted(extra)} on an end user", when, dedup="")
 
         # bot users: the store as the service reads it
+        reads = self.reads()
+        noun = self.store.first_noun
         for name, bot in s.bots.items():
             keys = present[name]
             pair = bot.at_most_one_of
             if pair and not (pair & set(keys)):
                 self.violate("wrong-deletion", name, f"both keys of a synchronised pair deleted ({sorted(pair)}): only one was due", when, dedup="pair")
-            entries, problem = read_store(sm_backend, bot.store_secret)
-            if problem:
-                kind = "store-AWSCURRENT" if "AWSCURRENT" in problem and entries is not None else "store-malformed"
+            read = reads[name]
+            for kind, problem in read.problems:
                 self.violate(kind, name, problem, when, dedup="")
-            entries = entries or []
-            for e in entries:
-                kid = e["access_key_id"]
+            for e in read.entries:
+                kid = e.key_id
                 if kid in keys:
-                    if keys[kid][1] != e["secret_access_key"]:
+                    if e.secret is not None and keys[kid][1] != e.secret:
                         self.violate("store-secret-mismatch", name, f"store holds a wrong secret for {kid}", when, dedup=kid)
                 elif kid not in bot.stale_ids:
                     self.violate(
                         "store-lists-deleted-key", name,
                         f"store lists {kid}, which IAM no longer has (deleted before it was forgotten)", when, dedup=kid,
                     )
-            first = entries[0]["access_key_id"] if entries else None
-            live = first is not None and first in keys and keys[first][0] == "Active" and keys[first][1] == entries[0]["secret_access_key"]
-            if live:
+            dead = [e for e in read.first if not (e.key_id in keys and keys[e.key_id][0] == "Active" and keys[e.key_id][1] == e.secret)]
+            if read.first and not dead:
                 self.must_be_live.add(name)
             elif name in self.must_be_live:
+                first = dead[0] if dead else None
+                tie = f" (one of {len(read.first)} rows tied at the greatest created_time)" if len(read.first) > 1 else ""
                 if first is None:
                     why = "store is empty (nothing to hand out)"
-                elif first not in keys:
-                    why = f"store's first entry {first} no longer exists in IAM"
-                elif keys[first][0] != "Active":
-                    why = f"store's first entry {first} is {keys[first][0]}"
+                elif first.key_id not in keys:
+                    why = f"{noun} {first.key_id}{tie} no longer exists in IAM"
+                elif keys[first.key_id][0] != "Active":
+                    why = f"{noun} {first.key_id}{tie} is {keys[first.key_id][0]}"
+                elif first.secret is None:
+                    why = f"{noun} {first.key_id}{tie} holds a secret that cannot be read"
                 else:
-                    why = f"store's first entry {first} holds the wrong secret"
+                    why = f"{noun} {first.key_id}{tie} holds the wrong secret"
                 self.violate("store-first-dead", name, why, when, dedup="")
+
+        # the store's own decoys (rows of users that are not ours), and secrets in the wrong store
+        if self._decoy_store:
+            now_decoys = self.store.snapshot_decoys(s.decoy_store)
+            for n, snap in self._decoy_store.items():
+                if now_decoys.get(n) != snap:
+                    self.violate("decoy-touched", f"user id {n}", f"{s.decoy_store[n]}: rows changed", when, dedup="")
+        if not self.store.bots_in_secretsmanager:
+            for n in set(sm_backend.secrets) - self._secret_names:
+                if n.startswith(s.prefix):
+                    self.violate("wrong-store", n, f"a bot-key store secret was created although the store is {self.store.name}", when, dedup="")
 
         # decoys
         for n, snap in self._decoy_users.items():
@@ -275,12 +277,12 @@ class Checker:
 
     def unstored_keys(self) -> dict[str, list[str]]:
         """Bot users with keys the store does not list, other than the seeded young orphans."""
-        iam_backend, sm_backend = _backends()
+        iam_backend, _ = _backends()
+        reads = self.reads()
         found = {}
         for name, bot in self.s.bots.items():
             keys = iam_keys(iam_backend, name) or {}
-            entries, _ = read_store(sm_backend, bot.store_secret)
-            stored = {e["access_key_id"] for e in entries or []}
+            stored = {e.key_id for e in reads[name].entries}
             orphans = sorted(set(keys) - stored - bot.young_orphans)
             if orphans:
                 found[name] = orphans
@@ -326,10 +328,16 @@ class Checker:
     def converged(self, *, when: str, bots_only: bool = False, ignore_unstored: bool = False) -> None:
         iam_backend, sm_backend = _backends()
         s = self.s
+        reads = self.reads()
+        created = {}
+        for u in (iam_backend.users.get(name) for name in s.bots):
+            for k in (u.access_keys if u else []):
+                created[k.access_key_id] = _aware(k.create_date)
         for name, bot in s.bots.items():
             keys = iam_keys(iam_backend, name) or {}
-            entries, problem = read_store(sm_backend, bot.store_secret)
-            stored = [e["access_key_id"] for e in entries or []]
+            read = reads[name]
+            problem = "; ".join(p for _, p in read.problems)
+            stored = [e.key_id for e in read.entries]
             active = [k for k, (status, _) in keys.items() if status == "Active"]
             unstored = set(keys) - set(stored) - bot.young_orphans
             problems = []
@@ -347,6 +355,12 @@ class Checker:
                 problems.append(f"young orphan {sorted(lost_young)} gone")
             if problem:
                 problems.append(f"store: {problem}")
+            handed = [e.key_id for e in read.first if e.key_id in created]
+            newest = max((created[k] for k in stored if k in created and keys.get(k, ("",))[0] == "Active"), default=None)
+            if handed and newest is not None:
+                older = [k for k in handed if created[k] < newest - timedelta(seconds=1)]
+                if older:
+                    problems.append(f"{self.store.first_noun} {older[0]} is not the newest stored key (the next rotation deletes the key handed out)")
             if problems:
                 self.violate("not-converged", name, "; ".join(problems), when, dedup=when)
         if bots_only:

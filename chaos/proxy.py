@@ -88,8 +88,11 @@ class Stats:
         self.kills = 0
         self.operations: Counter[str] = Counter()
         self.checker_errors: list[str] = []
+        self.store_writes = 0
+        """Committed writes to the store's table (gen3workflow-db), each judged like a request."""
 
     def merge(self, other: Stats) -> None:
+        self.store_writes += other.store_writes
         self.requests += other.requests
         self.forwarded += other.forwarded
         self.faults.update(other.faults)

@@ -15,6 +15,13 @@ suite's. Same command line subset and environment as rotator (``run --apply``, `
   that appeared and are not stored, then create again; LimitExceeded is a lost race;
 * the store is read before IAM is listed, so a key another runner just stored is never
   taken for a stale entry; young unstored keys are never touched.
+
+Both of rotator's stores: Secrets Manager (the default) and, with
+``ROTATOR_BOT_KEYS__STORE=gen3workflow-db`` and the ``ROTATOR_BOT_KEYS__DB__*`` settings,
+gen3-workflow's ``system_key`` table: one row per key, the secret Fernet-encrypted, the
+newest ``created_time`` first; every change one transaction under a per-user
+``pg_advisory_xact_lock`` (the compare-and-swap of that store), a key inserted only once
+CreateAccessKey returned it and deleted in IAM only after its row is gone.
 """
 
 from __future__ import annotations
@@ -63,6 +70,9 @@ class Ref:
         self.iam_once = boto3.client("iam", region_name=region, config=once)
         self.sm = boto3.client("secretsmanager", region_name=region, config=retrying)
         self.failed = False
+        self.db = None
+        if os.environ.get("ROTATOR_BOT_KEYS__STORE", "secretsmanager") == "gen3workflow-db":
+            self.db = TableStore(self.tag)
 
     # --- inventory ---------------------------------------------------------------
 
@@ -86,6 +96,8 @@ class Ref:
     # --- store: compare-and-swap ------------------------------------------------------
 
     def read_store(self, user: str) -> tuple[list[dict], str | None]:
+        if self.db is not None:
+            return self.db.read(user), None
         try:
             got = self.sm.get_secret_value(SecretId=self.prefix + user, VersionStage="AWSCURRENT")
         except ClientError as exc:
@@ -102,6 +114,8 @@ class Ref:
 
     def cas(self, user: str, change) -> None:
         """Apply ``change(entries) -> new entries | None (nothing to do)`` until the store shows it."""
+        if self.db is not None:
+            return self.db.change(user, change)
         for _ in range(30):
             entries, version = self.read_store(user)
             new = change(entries)
@@ -254,6 +268,71 @@ class Ref:
                         if exc.response["Error"]["Code"] not in ("ResourceNotFoundException", "InvalidRequestException"):
                             raise
                 actions[-1]["outcome"] = "done" if self.apply else "dry-run"
+
+
+class TableStore:
+    """gen3-workflow's ``system_key`` table (psycopg, one connection, one transaction per change)."""
+
+    def __init__(self, tag: str) -> None:
+        import psycopg
+        from cryptography.fernet import Fernet
+
+        def setting(name: str, default: str | None = None) -> str | None:
+            return os.environ.get(f"ROTATOR_BOT_KEYS__DB__{name}", default)
+
+        def from_file(name: str) -> str:
+            with open(setting(name)) as f:
+                return f.read().strip()
+
+        self.tag = tag
+        self.fernet = Fernet(from_file("ENCRYPTION_KEY_FILE").encode())
+        self.conn = psycopg.connect(
+            host=setting("HOST"), port=int(setting("PORT", "5432")), user=setting("USER"), dbname=setting("DATABASE"),
+            password=from_file("PASSWORD_FILE"), sslmode=setting("SSLMODE", "prefer"), application_name="gen3wf-rotator-reference",
+            connect_timeout=10, autocommit=True,
+        )
+        (kind,) = self.conn.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'system_key' AND column_name = 'created_time'"
+        ).fetchone()
+        self.naive = kind == "timestamp without time zone"
+
+    def user_id(self, user: str) -> str:
+        return user[len(self.tag) + 1:].removesuffix("-bot")
+
+    def _rows(self, user: str) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT key_id, key_secret, created_time FROM system_key WHERE user_id = %s ORDER BY created_time DESC, key_id DESC",
+            (self.user_id(user),),
+        ).fetchall()
+        return [
+            {"access_key_id": k, "secret_access_key": self.fernet.decrypt(t.encode()).decode(),
+             "created": (c.replace(tzinfo=UTC) if c.tzinfo is None else c.astimezone(UTC)).isoformat()}
+            for k, t, c in rows
+        ]
+
+    def read(self, user: str) -> list[dict]:
+        return self._rows(user)
+
+    def change(self, user: str, change) -> None:
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s::text))", ("gen3wf-rotator:" + self.user_id(user),))
+            old = self._rows(user)
+            new = change(old)
+            if new is None:
+                return
+            old_ids, new_ids = {e["access_key_id"] for e in old}, {e["access_key_id"] for e in new}
+            gone = sorted(old_ids - new_ids)
+            if gone:
+                self.conn.execute("DELETE FROM system_key WHERE key_id = ANY(%s)", (gone,))
+            for e in new:
+                if e["access_key_id"] in old_ids:
+                    continue
+                created = datetime.fromisoformat(e["created"]).astimezone(UTC)
+                self.conn.execute(
+                    "INSERT INTO system_key (key_id, key_secret, user_id, created_time) VALUES (%s, %s, %s, %s)",
+                    (e["access_key_id"], self.fernet.encrypt(e["secret_access_key"].encode()).decode(), self.user_id(user),
+                     created.replace(tzinfo=None) if self.naive else created),
+                )
 
 
 def main() -> int:

@@ -17,6 +17,12 @@ c. concurrency seeds: a fresh scenario per seed, four ``run --apply --job bot-ke
    bot user may be left with an orphan key or short of two stored keys; then one
    fault-free run, which must exit 0 and converge.
 
+``--store gen3workflow-db`` runs the same sets with rotator's ``gen3workflow-db`` store:
+one throwaway PostgreSQL for the whole suite (rotator/throwaway_pg.py), a fresh database with
+gen3-workflow's ``system_key`` table per scenario, bot keys seeded as Fernet-encrypted rows,
+the invariants judged on the table as the service reads it (chaos/stores.py), and set b
+also kills the runner in the middle of its table transactions.
+
 Prints a table of figures and every violation (set, seed, user, what); exits 1 on any.
 """
 
@@ -30,7 +36,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -43,6 +51,7 @@ if str(REPO) not in sys.path:
 from chaos.invariants import Checker, Violation  # noqa: E402
 from chaos.proxy import FAULT_KINDS, ChaosProxy, Faults, Stats  # noqa: E402
 from chaos.scenario import HOSTNAME, MAX_SCENARIO_AGE, ORPHAN_GRACE, build  # noqa: E402
+from chaos.stores import CREATED_TYPES, STORES, StoreUnavailable, make_view  # noqa: E402
 
 RUNNER_TIMEOUT = 120.0
 RATE_VARIABLE = "ROTATOR_AWS__MAX_REQUESTS_PER_SECOND"
@@ -116,22 +125,34 @@ class RunResult:
 class Suite:
     def __init__(self, args) -> None:
         self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="rotator-chaos-"))
+        self.kept_dirs: list[Path] = []
         self.proxy = ChaosProxy()
         self.proxy.start()
+        self.store = None
+        try:
+            self.store = make_view(args.store, self.workdir)  # StoreUnavailable: no PostgreSQL (exit 2)
+        except BaseException:
+            self.proxy.stop()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
         self.src = Path(args.rotator_src).resolve()
         self.env = runner_env(self.proxy.url, self.src)
         self.module = "rotator"
         if args.self_test:  # the suite's own reference implementation, to show the invariants can be met
             self.src, self.module = REPO, "chaos.reference"
             self.env = runner_env(self.proxy.url, REPO)
+        self.store_env = self.store.env()
+        self.env.update(self.store_env)
+        self.scenario_env: dict[str, str] = {}
+        self._active_checker: Checker | None = None
+        self.store.on_write = self._on_store_write
         for item in args.rotator_env or []:
             name, _, value = item.partition("=")
             self.env[name] = value
         # rotator paces itself (ROTATOR_AWS__MAX_REQUESTS_PER_SECOND, default 20/s): the suite raises
         # that for speed, except for set c's concurrent runners, which keep the shipped default.
         self.fast_env = {RATE_VARIABLE: str(args.rps)} if args.rps and RATE_VARIABLE not in self.env else {}
-        self.workdir = Path(tempfile.mkdtemp(prefix="rotator-chaos-"))
-        self.kept_dirs: list[Path] = []
 
     def preflight(self) -> str | None:
         """Why rotator cannot be tested at all (it does not start), or None."""
@@ -150,22 +171,58 @@ class Suite:
         return None
 
     def close(self) -> None:
-        self.proxy.stop()
-        if not self.kept_dirs:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            if self.store is not None:
+                self.store.close()
+        finally:
+            self.proxy.stop()
+            shutil.rmtree(self.workdir / "store", ignore_errors=True)  # the database password and Fernet key
+            if not self.kept_dirs:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _on_store_write(self, what: str) -> None:
+        """A committed write to the store's table: judged like an AWS request, under the same lock."""
+        with self.proxy.state_lock:
+            checker = self._active_checker
+            if checker is None:
+                return
+            stats = self.proxy.stats
+            stats.store_writes += 1
+            try:
+                checker.after_store_write(what)
+            except Exception:  # noqa: BLE001 - a checker bug must be visible
+                stats.checker_errors.append(traceback.format_exc())
+
+    def created_type(self, n: int) -> str | None:
+        """The ``created_time`` column type of the n-th variant of a scenario (gen3workflow-db only)."""
+        if self.store.name != "gen3workflow-db":
+            return None
+        if self.args.created_type != "both":
+            return self.args.created_type
+        return CREATED_TYPES[n % 2]
 
     # --- one scenario ---------------------------------------------------------------
 
-    def scenario(self, fig: Figures, set_name: str, seed: int, variant: str = ""):
+    def scenario(self, fig: Figures, set_name: str, seed: int, variant: str = "", n: int | None = None):
+        """A fresh scenario (emulator and store); ``n`` picks the table's created_time type (default: the seed)."""
         self.proxy.phase(None)
         self.proxy.reset_backend(seed)
-        scenario = build(seed, self.proxy.moto_url, scale=self.args.scale)
-        checker = Checker(scenario, set_name=set_name, seed=seed)
+        created_type = self.created_type(seed if n is None else n)
+        self.scenario_env = self.store.begin(f"{set_name}{seed}{variant}", created_type)
+        scenario = build(seed, self.proxy.moto_url, scale=self.args.scale, store=self.store)
+        self.store.seeded()
+        checker = Checker(scenario, set_name=self.set_label(set_name), seed=seed, store=self.store)
         checker.hidden.add(FAKE_SECRET)
+        checker.hidden |= self.store.hidden()
         fig.scenarios += 1
         out = self.workdir / f"{set_name}-{seed}{variant}"
         out.mkdir(parents=True, exist_ok=True)
         return scenario, checker, out
+
+    def set_label(self, name: str) -> str:
+        """A set's name in violations: with the table store, also its created_time type."""
+        created = getattr(self.store, "created_type", None)
+        return f"{name} {created}" if created else name
 
     def finish_scenario(self, fig: Figures, scenario, checker: Checker, out: Path) -> None:
         from datetime import UTC, datetime
@@ -176,7 +233,9 @@ class Suite:
         if checker.violations:
             self.kept_dirs.append(out)
             (out / "violations.txt").write_text("\n".join(v.line() for v in checker.violations) + "\n")
+            self.store.end(out)
         else:
+            self.store.end(None)
             shutil.rmtree(out, ignore_errors=True)
 
     def supports(self, env: dict[str, str]) -> bool:
@@ -184,7 +243,7 @@ class Suite:
         self.proxy.phase(None)
         p = subprocess.run(
             [python(), "-m", self.module, "plan", "--job", "run-secrets", "--output", "json"],
-            cwd=str(self.src), env={**self.env, **env}, capture_output=True, text=True, timeout=120,
+            cwd=str(self.src), env={**self.env, **self.scenario_env, **env}, capture_output=True, text=True, timeout=120,
         )
         return not (p.returncode == 2 and any(name in p.stderr for name in env))
 
@@ -194,7 +253,7 @@ class Suite:
         proc = subprocess.Popen(
             [python(), "-m", self.module, *argv],
             cwd=str(self.src),
-            env=self.env if paced else {**self.env, **self.fast_env},
+            env={**self.env, **self.scenario_env} if paced else {**self.env, **self.scenario_env, **self.fast_env},
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
@@ -224,18 +283,44 @@ class Suite:
         return result
 
     def run_many(
-        self, fig: Figures, checker: Checker, out: Path, runs: list[tuple[str, list[str]]], faults: Faults, *, paced: bool = False
+        self, fig: Figures, checker: Checker, out: Path, runs: list[tuple[str, list[str]]], faults: Faults, *, paced: bool = False,
+        hold_write: int | None = None,
     ) -> list[RunResult]:
+        """Run these at once; ``hold_write``: SIGKILL the (single) runner while its n-th table write's
+        transaction is open (gen3workflow-db)."""
+        if hold_write is not None:
+            self.store.arm_hold(hold_write)
         stats = self.proxy.phase(faults, checker.after_request)
+        with self.proxy.state_lock:
+            self._active_checker = checker
         checker.phase = runs[0][0] if len(runs) == 1 else f"{len(runs)} concurrent runners"
         started = []
+        killer, done, held = None, threading.Event(), []
         for label, argv in runs:
             started.append(self.start(argv, out, label, paced=paced))
             if faults.kill_after is not None:
                 faults.kill_pid = started[-1][0].pid
+        if hold_write is not None:
+            pid = started[0][0].pid
+            killer = threading.Thread(target=lambda: held.append(self.store.kill_when_held(pid, done)), daemon=True)
+            killer.start()
         results = [self.wait(s, argv, label) for s, (label, argv) in zip(started, runs, strict=True)]
+        if killer is not None:
+            done.set()
+            killer.join(timeout=30)
+            self.store.arm_hold(None)
+            if held and held[0]:
+                stats.kills += 1
         if not self.proxy.quiesce():
             checker.violate("suite", "proxy", "requests still in flight 30s after the runners ended", checker.phase)
+        if not self.store.quiesce():
+            checker.violate("suite", "store", "runner connections to the database still open 30s after the runners ended", checker.phase)
+        with self.proxy.state_lock:
+            self._active_checker = None
+            try:  # table writes after the last AWS request (and a killed runner's rollback) are judged here
+                checker.check_state(when="after the run")
+            except Exception:  # noqa: BLE001
+                stats.checker_errors.append(traceback.format_exc())
         self.proxy.phase(None)
         fig.stats.merge(stats)
         fig.runs += len(results)
@@ -303,31 +388,45 @@ class Suite:
         fig.wall = time.monotonic() - t0
         return fig
 
-    def baseline_requests(self) -> int:
+    def baseline_requests(self) -> tuple[int, int]:
+        """(AWS requests, table writes) of a fault-free run of set b's scenario."""
         fig = Figures("baseline")
-        scenario, checker, out = self.scenario(fig, "b", self.args.seed_base)
+        scenario, checker, out = self.scenario(fig, "b", self.args.seed_base, n=0)
         r = self.run_one(fig, checker, out, "baseline", ["run", "--apply", "--output", "json"])
         if r.rc != 0:
             print(f"chaos: baseline run exited {r.rc}", file=sys.stderr)
+        writes = self.store.writes() if self.store.has_writes else 0
+        self.store.end(None)
         shutil.rmtree(out, ignore_errors=True)
-        return fig.stats.forwarded
+        return fig.stats.forwarded, writes
 
     def set_kills(self) -> Figures:
         fig = Figures("b: kill points")
         t0 = time.monotonic()
-        n = self.baseline_requests()
-        points = _spread(self.args.kill_points, n)
+        n, writes = self.baseline_requests()
+        points = [("request", k) for k in _spread(self.args.kill_points, n)]
         print(f"  b: a fault-free run makes {n} requests; killing at {len(points)} points in 1..{n}", flush=True)
+        if self.store.has_writes:
+            txn = _spread(self.args.txn_kill_points, writes)
+            points += [("write", j) for j in txn]
+            print(f"  b: and {writes} table writes; killing inside the transaction of {len(txn)} of them", flush=True)
         seed = self.args.seed_base
-        for k in points:
-            scenario, checker, out = self.scenario(fig, "b", seed, f"-k{k}")
-            checker.set_name = f"b k={k}"
-            faults = Faults(kill_after=k)
-            r = self.run_one(fig, checker, out, f"killed-at-{k}", ["run", "--apply", "--output", "json"], faults)
+        for i, (where, k) in enumerate(points):
+            tag = f"k={k}" if where == "request" else f"write={k}"
+            scenario, checker, out = self.scenario(fig, "b", seed, f"-k{k}" if where == "request" else f"-w{k}", n=i)
+            checker.set_name = self.set_label(f"b {tag}")
+            if where == "request":
+                faults = Faults(kill_after=k)
+                r = self.run_one(fig, checker, out, f"killed-at-{k}", ["run", "--apply", "--output", "json"], faults)
+                at = f"request #{k}"
+            else:
+                r = self.run_many(fig, checker, out, [(f"killed-in-write-{k}", ["run", "--apply", "--output", "json"])], Faults(),
+                                  hold_write=k)[0]
+                at = f"table write #{k}, its transaction open"
             if not r.killed and not r.hung:
                 self.document(checker, r)  # finished before request k: still must not crash
             if r.killed:
-                checker.excuse_unstored(f"killed at request #{k}")
+                checker.excuse_unstored(f"killed at {at}")
             if checker.excused:
                 # The killed runner held secrets of keys it had not stored. The next run must
                 # leave those keys alone (young, maybe another runner's) and may be unable to
@@ -342,7 +441,7 @@ class Suite:
                 checker.phase = "aged the killed runner's unstored keys past the grace period"
             self.final(fig, checker, out, scenario)
             self.finish_scenario(fig, scenario, checker, out)
-            self.progress(fig, f"k={k}")
+            self.progress(fig, tag)
         fig.wall = time.monotonic() - t0
         return fig
 
@@ -350,9 +449,9 @@ class Suite:
         fig = Figures("c: concurrency")
         t0 = time.monotonic()
         for seed in range(self.args.seed_base, self.args.seed_base + self.args.concurrency_seeds):
-            for latency in (0.0, 0.05):
-                scenario, checker, out = self.scenario(fig, "c", seed, f"-{int(latency * 1000)}ms")
-                checker.set_name = f"c latency={int(latency * 1000)}ms"
+            for j, latency in enumerate((0.0, 0.05)):
+                scenario, checker, out = self.scenario(fig, "c", seed, f"-{int(latency * 1000)}ms", n=seed + j)
+                checker.set_name = self.set_label(f"c latency={int(latency * 1000)}ms")
                 runs = [(f"runner-{i}", ["run", "--apply", "--job", "bot-keys", "--output", "json"]) for i in range(1, 5)]
                 results = self.run_many(fig, checker, out, runs, Faults(latency=latency, seed=seed), paced=True)
                 for r in results:
@@ -412,13 +511,15 @@ def _failed_actions(doc) -> str:
     return "; ".join(items[:4]) + (f" (+{len(items) - 4} more)" if len(items) > 4 else "")
 
 
-def print_table(figs: list[Figures]) -> None:
-    headers = ["set", "scenarios", "runs", "requests", "forwarded", *FAULT_KINDS, "kills", "exit codes", "slowest run", "violations", "wall"]
+def print_table(figs: list[Figures], *, store_writes: bool = False) -> None:
+    writes = ["table writes"] if store_writes else []
+    headers = ["set", "scenarios", "runs", "requests", "forwarded", *writes, *FAULT_KINDS, "kills", "exit codes", "slowest run",
+               "violations", "wall"]
     rows = []
     for f in figs:
         codes = ", ".join(f"{k}:{v}" for k, v in sorted(f.exit_codes.items(), key=lambda kv: str(kv[0])))
         rows.append([
-            f.name, f.scenarios, f.runs, f.stats.requests, f.stats.forwarded,
+            f.name, f.scenarios, f.runs, f.stats.requests, f.stats.forwarded, *([f.stats.store_writes] if store_writes else []),
             *[f.stats.faults.get(k, 0) for k in FAULT_KINDS],
             f.stats.kills, codes, f"{f.slowest_run:.1f}s", len(f.violations), f"{f.wall:.0f}s",
         ])
@@ -432,6 +533,7 @@ def print_table(figs: list[Figures]) -> None:
         total.exit_codes.update(f.exit_codes)
     rows.append([
         "total", total.scenarios, total.runs, total.stats.requests, total.stats.forwarded,
+        *([total.stats.store_writes] if store_writes else []),
         *[total.stats.faults.get(k, 0) for k in FAULT_KINDS], total.stats.kills, "",
         f"{max((f.slowest_run for f in figs), default=0):.1f}s", len(total.violations), f"{total.wall:.0f}s",
     ])
@@ -463,6 +565,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fault-seeds", type=int, default=None, help="set a: scenarios with injected faults (default 30, quick 5)")
     p.add_argument("--kill-points", type=int, default=None, help="set b: SIGKILL points (default 100, quick 20)")
+    p.add_argument("--store", choices=STORES, default="secretsmanager",
+                   help="rotator's bot-key store under test (default secretsmanager; gen3workflow-db: a throwaway PostgreSQL)")
+    p.add_argument("--txn-kill-points", type=int, default=None,
+                   help="set b, gen3workflow-db: SIGKILLs inside a table write's transaction, spread over a fault-free run's "
+                        "writes (default: every write, quick 6)")
+    p.add_argument("--created-type", choices=("both", *CREATED_TYPES), default="both",
+                   help="gen3workflow-db: system_key.created_time type (default both, alternating by scenario)")
     p.add_argument("--concurrency-seeds", type=int, default=None, help="set c: scenarios with 4 runners, each without and with 50 ms latency (default 20, quick 3)")
     p.add_argument("--quick", action="store_true", help="the reduced CI set: 5 / 20 / 3")
     p.add_argument("--fault-rate", type=float, default=0.2, help="set a: probability of a fault per request (default 0.2)")
@@ -481,8 +590,16 @@ def main(argv=None) -> int:
     for name, default in zip(("fault_seeds", "kill_points", "concurrency_seeds"), defaults, strict=True):
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if args.txn_kill_points is None:
+        args.txn_kill_points = 6 if args.quick else 10**6  # every write a fault-free run makes
 
-    suite = Suite(args)
+    # SIGTERM (CI's timeout, a Ctrl-C'd make): clean up as on an exception, the database server included.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        suite = Suite(args)
+    except StoreUnavailable as exc:
+        print(f"chaos: store {args.store}: {exc}", file=sys.stderr)
+        return 2
     figs: list[Figures] = []
     t0 = time.monotonic()
     try:
@@ -490,12 +607,15 @@ def main(argv=None) -> int:
         if broken:
             print(f"chaos: rotator under {suite.src} does not start: {broken}", file=sys.stderr)
             return 2
+        if suite.store_env and not suite.supports(suite.store_env):
+            print(f"chaos: rotator under {suite.src} has no bot-key store {args.store} (its settings are refused)", file=sys.stderr)
+            return 2
         if suite.fast_env and not suite.supports(suite.fast_env):
             print(f"  this rotator has no {RATE_VARIABLE}: runs keep its own pace", flush=True)
             suite.fast_env = {}
         print(f"rotator chaos: {args.fault_seeds} fault seeds (rate {args.fault_rate:g}), {args.kill_points} kill points, "
-              f"{args.concurrency_seeds} concurrency seeds x 2 latencies; proxy {suite.proxy.url} -> moto {suite.proxy.moto_url}",
-              flush=True)
+              f"{args.concurrency_seeds} concurrency seeds x 2 latencies; proxy {suite.proxy.url} -> moto {suite.proxy.moto_url}; "
+              f"{suite.store.describe()}", flush=True)
         for count, fn in ((args.fault_seeds, suite.set_faults), (args.kill_points, suite.set_kills), (args.concurrency_seeds, suite.set_concurrency)):
             if count > 0:
                 fig = fn()
@@ -504,7 +624,7 @@ def main(argv=None) -> int:
     finally:
         suite.close()
     print()
-    print_table(figs)
+    print_table(figs, store_writes=suite.store.has_writes)
     if args.verbose:
         for f in figs:
             print(f"slowest runs of {f.name}: " + "; ".join(f"{d[0]}s {d[1]} {d[2]} (exit {d[3]})" for d in sorted(f.durations, reverse=True)[:5]))
@@ -518,7 +638,7 @@ def main(argv=None) -> int:
             "sets": [
                 {
                     "set": f.name, "scenarios": f.scenarios, "runs": f.runs, "requests": f.stats.requests,
-                    "forwarded": f.stats.forwarded, "faults": dict(f.stats.faults), "kills": f.stats.kills,
+                    "forwarded": f.stats.forwarded, "store_writes": f.stats.store_writes, "faults": dict(f.stats.faults), "kills": f.stats.kills,
                     "exit_codes": {str(k): v for k, v in f.exit_codes.items()}, "slowest_run_seconds": round(f.slowest_run, 1),
                     "wall_seconds": round(f.wall, 1), "violations": [v.__dict__ for v in f.violations],
                     "slowest_runs": sorted(f.durations, reverse=True)[:10],

@@ -20,14 +20,17 @@ through the AWS API (straight to moto, not through the proxy):
 then ages keys and secrets by editing moto's backend objects in process (moto stamps
 everything "now"), and records the facts the invariants judge against.
 
-The bot-key store is read and written as the service sees it: one Secrets Manager secret
-per bot user, ``gen3wf-rotator/<hostname>/bot-keys/<iam user name>``, value a JSON list
-of ``{"access_key_id", "secret_access_key", "created"}`` newest first.
+The bot-key store is seeded through a store view (chaos/stores.py), as the service sees it:
+with ``secretsmanager`` one secret per bot user, ``gen3wf-rotator/<hostname>/bot-keys/<iam
+user name>``, value a JSON list of ``{"access_key_id", "secret_access_key", "created"}``
+newest first; with ``gen3workflow-db`` one ``system_key`` row per stored key (Fernet-encrypted
+secret, the Gen3 user id, ``created_time`` the key's CreateDate plus up to 1.5 s, as the
+service's own ``now()`` default stamps it), plus decoy rows rotator must leave alone. The
+Secrets Manager decoys (other deployments' store secrets, ...) are seeded with either store.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import string
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 from botocore.config import Config
 
+from chaos.stores import SecretsManagerView, write_store_secret
 from rotator.names import bot_user_name, iam_user_name, owner_tag_value
 
 ACCOUNT_ID = "123456789012"
@@ -125,6 +129,9 @@ class BotFact:
     name: str
     shape: str
     store_secret: str
+    """Its Secrets Manager store secret (store secretsmanager)."""
+    user_id: str
+    """Its Gen3 user id: ``system_key.user_id`` (store gen3workflow-db)."""
     keys: list[str]
     stale_ids: set[str]
     young_orphans: set[str]
@@ -149,6 +156,9 @@ class Scenario:
     decoy_secrets: dict[str, str]  # name -> why
     hidden: set[str]
     """Secret values that must never appear in any output."""
+    decoy_store: dict[str, str] = field(default_factory=dict)
+    """Store-specific decoys (gen3workflow-db: user ids whose rows must stay as they are) -> why."""
+    store: str = "secretsmanager"
 
     def summary(self) -> str:
         shapes: dict[str, int] = {}
@@ -175,13 +185,10 @@ def _secret_value(rng: random.Random, label: str) -> str:
     return f"chaos-{label}-" + "".join(rng.choices(string.ascii_letters + string.digits, k=32))
 
 
-def _store_description(user: str, key_ids: list[str]) -> str:
-    # The rotator's store writes this hint (key ids only, never secrets); seeded stores look the same.
-    return f"Gen3Workflow bot keys of {user}, managed by gen3wf-rotator; key ids: {','.join(key_ids)}"
-
-
-def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1) -> Scenario:
-    """Seed a fresh scenario into an empty emulator. ``scale``: instances per shape (upper bound)."""
+def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1, store=None) -> Scenario:
+    """Seed a fresh scenario into an empty emulator (and an empty store). ``scale``: instances per
+    shape (upper bound); ``store``: a view of chaos/stores.py (default: Secrets Manager)."""
+    store = store or SecretsManagerView()
     from moto.iam.models import iam_backends
     from moto.secretsmanager.models import secretsmanager_backends
 
@@ -213,13 +220,7 @@ def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1)
         return created["AccessKeyId"], created["SecretAccessKey"], when
 
     def write_store(secret_name: str, user: str, entries: list[dict], *, extra_tags=()) -> None:
-        entries = sorted(entries, key=lambda e: e["created"], reverse=True)
-        sm.create_secret(
-            Name=secret_name,
-            SecretString=json.dumps(entries),
-            Description=_store_description(user, [e["access_key_id"] for e in entries]),
-            Tags=[{"Key": "managed-by", "Value": "gen3wf-rotator"}, {"Key": "gen3wf-bot-user", "Value": user}, *extra_tags],
-        )
+        write_store_secret(sm, secret_name, user, entries, extra_tags=extra_tags)
 
     # --- end users --------------------------------------------------------------------
     end_users: dict[str, str] = {}
@@ -243,7 +244,8 @@ def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1)
     bots: dict[str, BotFact] = {}
     for shape, (seeded, stale) in BOT_SHAPES.items():
         for _ in range(rng.randint(1, scale)):
-            name = bot_user_name(hostname, str(next(next_id)))
+            user_id = str(next(next_id))
+            name = bot_user_name(hostname, user_id)
             create_user(name, tag)
             entries = []
             facts: list[KeyFact] = []
@@ -253,7 +255,7 @@ def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1)
                 fact = KeyFact(key_id, name, "bot", k.age, k.active, k.stored, secret, False, "")
                 facts.append(fact)
                 if k.stored:
-                    entries.append({"access_key_id": key_id, "secret_access_key": secret, "created": when.isoformat()})
+                    entries.append({"access_key_id": key_id, "secret_access_key": secret, "created": when})
                 elif k.age < ORPHAN_GRACE:
                     young.add(key_id)
             stale_ids = set()
@@ -262,28 +264,27 @@ def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1)
                 stale_secret = _secret_value(rng, "stale")
                 hidden.add(stale_secret)
                 stale_ids.add(stale_id)
-                entries.append({"access_key_id": stale_id, "secret_access_key": stale_secret, "created": (now - age).isoformat()})
+                entries.append({"access_key_id": stale_id, "secret_access_key": stale_secret, "created": now - age})
             at_most_one = _judge_bot_keys(facts)
             for f in facts:
                 keys[f.key_id] = f
             secret_name = prefix + name
-            if entries:
-                write_store(secret_name, name, entries)
-            first = sorted(entries, key=lambda e: e["created"], reverse=True)[0] if entries else None
-            usable = bool(
-                first
-                and any(f.key_id == first["access_key_id"] and f.active for f in facts)
-            )
+            store.seed_bot(sm, name, user_id, secret_name, entries, rng)
             bots[name] = BotFact(
                 name=name,
                 shape=shape,
                 store_secret=secret_name,
+                user_id=user_id,
                 keys=[f.key_id for f in facts],
                 stale_ids=stale_ids,
                 young_orphans=young,
-                usable_at_start=usable,
+                usable_at_start=False,
                 at_most_one_of=at_most_one,
             )
+    # What the service hands out at the start, as the store's reader sees it.
+    active_ids = {f.key_id for f in keys.values() if f.active}
+    for name, read in store.read_bots(bots.values()).items():
+        bots[name].usable_at_start = bool(read.first) and all(e.key_id in active_ids for e in read.first)
 
     # --- run secrets --------------------------------------------------------------------
     old_run_secrets: set[str] = set()
@@ -325,7 +326,7 @@ def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1)
     other_bot = bot_user_name(OTHER_HOSTNAME, uid)
     made = decoy_user(other_bot, other_tag, (K(d(40)), K(d(hours=3), stored=False)), "other hostname: bot user")
     other_store = store_prefix(OTHER_HOSTNAME) + other_bot
-    write_store(other_store, other_bot, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2].isoformat()}])
+    write_store(other_store, other_bot, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2]}])
     decoy_secrets[other_store] = "another deployment's bot-key store"
 
     uid = str(next(next_id))
@@ -333,18 +334,34 @@ def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1)
     evil_bot = bot_user_name(EVIL_HOSTNAME, uid)
     made = decoy_user(evil_bot, evil_tag, (K(d(40)),), "prefix-colliding hostname: bot user")
     evil_store = prefix + evil_bot  # under OUR store prefix, but the user is not ours
-    write_store(evil_store, evil_bot, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2].isoformat()}])
+    write_store(evil_store, evil_bot, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2]}])
     decoy_secrets[evil_store] = "store secret under our prefix for a user that is not ours"
     evil_own_store = store_prefix(EVIL_HOSTNAME) + evil_bot
-    write_store(evil_own_store, evil_bot, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2].isoformat()}])
+    write_store(evil_own_store, evil_bot, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2]}])
     decoy_secrets[evil_own_store] = "prefix-colliding hostname's bot-key store"
+    decoy_store: dict[str, str] = {}
+    evil_uid = f"evil-{uid}"  # bot_user_name(hostname, evil_uid) is the prefix-colliding bot user
+    if store.seed_decoy(evil_uid, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2]}],
+                        "rows whose user id names a bot user tagged for another hostname"):
+        decoy_store[evil_uid] = "rows whose user id names a bot user tagged for another hostname"
 
     decoy_user(iam_user_name(hostname, str(next(next_id))), None, expired, "our prefix, no tag")
     untagged_bot = bot_user_name(hostname, str(next(next_id)))
     made = decoy_user(untagged_bot, None, (K(d(40)),), "our prefix, bot name, no tag")
     untagged_store = prefix + untagged_bot
-    write_store(untagged_store, untagged_bot, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2].isoformat()}])
+    write_store(untagged_store, untagged_bot, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2]}])
     decoy_secrets[untagged_store] = "store secret of an untagged bot-named user"
+    untagged_uid = untagged_bot[len(tag) + 1:].removesuffix("-bot")
+    if store.seed_decoy(untagged_uid, [{"access_key_id": made[0][0], "secret_access_key": made[0][1], "created": made[0][2]}],
+                        "rows of an untagged bot-named user"):
+        decoy_store[untagged_uid] = "rows of an untagged bot-named user"
+    if store.has_decoy_rows:  # (drawn only then: Secrets Manager scenarios stay as they were)
+        ghost_uid = str(next(next_id))  # no IAM user at all (a deleted user's rows): not rotator's to judge
+        ghost_secret = _secret_value(rng, "ghost")
+        hidden.add(ghost_secret)
+        store.seed_decoy(ghost_uid, [{"access_key_id": _fake_key_id(rng), "secret_access_key": ghost_secret, "created": now - d(3)}],
+                         "rows of a user id with no IAM user")
+        decoy_store[ghost_uid] = "rows of a user id with no IAM user"
     decoy_user(iam_user_name(hostname, str(next(next_id))), other_tag, expired, "our prefix, other hostname's tag")
     decoy_user(f"gen3wf-{hostname.replace('.', '-')}", tag, expired, "tagged as ours, malformed name")
     decoy_user(f"{tag}-", tag, (K(d(90)),), "tagged as ours, empty user id")
@@ -376,6 +393,8 @@ def build(seed: int, moto_url: str, *, hostname: str = HOSTNAME, scale: int = 1)
         decoy_users=decoy_users,
         decoy_secrets=decoy_secrets,
         hidden=hidden,
+        decoy_store=decoy_store,
+        store=store.name,
     )
 
 

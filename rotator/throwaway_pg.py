@@ -125,6 +125,20 @@ class Cluster:
         """The superuser over the unix socket (trust): for setting up only."""
         return f"host={self.socket_dir} port={self.port} user={SUPERUSER} dbname={dbname}"
 
+    def admin(self, dbname: str = "postgres"):
+        """An autocommit superuser connection over the unix socket."""
+        import psycopg
+
+        return psycopg.connect(self.admin_conninfo(dbname), autocommit=True)
+
+    def conninfo(self, dbname: str = "postgres", **overrides: object) -> str:
+        """The superuser over TCP with its password (what a deployment does)."""
+        from psycopg.conninfo import make_conninfo
+
+        params = {"host": self.host, "port": self.port, "user": SUPERUSER, "password": self.password, "dbname": dbname}
+        params |= overrides
+        return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
     def log_tail(self, size: int = 2000) -> str:
         try:
             return Path(self.log_path).read_text(errors="replace")[-size:]

@@ -14,11 +14,10 @@ import atexit
 import secrets
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from conftest import require_binary
 from rotator import throwaway_pg
@@ -27,16 +26,7 @@ from rotator.throwaway_pg import CREATED_TYPES, SUPERUSER, SYSTEM_KEY_DDL  # noq
 PASSWORD = "pg-" + secrets.token_urlsafe(18)  # per session; tests check that no error ever shows it
 
 
-class Server(throwaway_pg.Cluster):
-    def conninfo(self, dbname: str = "postgres", **overrides) -> str:
-        """TCP with the superuser's password (what a deployment does)."""
-        params = {"host": self.host, "port": self.port, "user": SUPERUSER, "password": self.password, "dbname": dbname}
-        params |= overrides
-        return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
-
-    def admin(self, dbname: str = "postgres") -> psycopg.Connection:
-        """An autocommit superuser connection over the unix socket."""
-        return psycopg.connect(self.admin_conninfo(dbname), autocommit=True)
+Server = throwaway_pg.Cluster
 
 
 @dataclass(frozen=True)
@@ -85,10 +75,9 @@ def bindir() -> str:
 
 def start_server() -> Server:
     try:
-        cluster = throwaway_pg.start(binaries(), password=PASSWORD)
+        return throwaway_pg.start(binaries(), password=PASSWORD)
     except throwaway_pg.PostgresUnavailable as exc:
         pytest.fail(str(exc))
-    return Server(**{f.name: getattr(cluster, f.name) for f in fields(cluster)})  # Server only adds ways to connect
 
 
 def shared_server() -> Server:
