@@ -38,8 +38,10 @@ class Executor:
         if self.dry_run:
             outcomes.extend(record(Outcome(a, DRY_RUN)) for a in plan.actions)
             return
+        # Jobs yield outcomes in plan order (their parallel work is reordered by ordered_map), so the
+        # outcome events are logged here, in that order, whatever order the work finished in.
         for outcome in job.execute(plan, ctx):
-            outcomes.append(outcome)
+            outcomes.append(record(outcome))
 
 
 def per_unit(units: Iterable[tuple[str, Sequence[Action]]], apply: Callable[[Sequence[Action]], Iterator[Outcome]]) -> Iterator[Outcome]:
@@ -57,11 +59,11 @@ def per_unit(units: Iterable[tuple[str, Sequence[Action]]], apply: Callable[[Seq
         except Exception as exc:  # noqa: BLE001 - the boundary: this unit fails, the others go on
             error = describe_error(exc)
             log.error("unit.failed", unit=unit, error=error)
-            yield from (record(Outcome(a, FAILED, error)) for a in actions if id(a) not in done)
+            yield from (Outcome(a, FAILED, error) for a in actions if id(a) not in done)
 
 
 def record(outcome: Outcome) -> Outcome:
-    """Log one action's outcome under its fixed event name, and return it."""
+    """Log one action's outcome under its fixed event name, and return it (the executor does, in plan order)."""
     a = outcome.action
     fields = dict(job=a.job, action=a.kind, target=a.target, reason=a.reason, outcome=outcome.result)
     if outcome.result == FAILED:
@@ -85,6 +87,6 @@ def attempt(action: Action, call: Callable[[], object], *, already_done: Collect
         call()
     except Exception as exc:  # noqa: BLE001 - one action's failure never stops the others
         if error_code(exc) in already_done:
-            return record(Outcome(action, DONE))
-        return record(Outcome(action, FAILED, describe_error(exc)))
-    return record(Outcome(action, DONE))
+            return Outcome(action, DONE)
+        return Outcome(action, FAILED, describe_error(exc))
+    return Outcome(action, DONE)

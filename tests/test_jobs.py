@@ -196,3 +196,30 @@ def test_no_secret_in_logs_or_results(aws, settings, deployment, log_output):
     assert "key.created" in text
     for secret in secrets:
         assert secret not in text
+
+
+def test_outcome_events_follow_the_plan_whatever_order_the_work_finishes_in(aws, settings, hooks, monkeypatch, log_output):
+    """Per-user work runs in parallel; its audit events are still logged in plan order."""
+    import time
+
+    monkeypatch.setenv("ROTATOR_AWS__CONCURRENCY", "4")
+    monkeypatch.setenv("ROTATOR_SAFETY__MAX_DELETION_FRACTION", "1")
+    iam = aws.client("iam")
+    users = [iam_user_name(HOST, str(n)) for n in range(6)]
+    for name in users:
+        make_user(iam, name, TAG)
+        make_key(iam, name, created=T0)
+    first = users[0]
+
+    def slow_first_user(params, **_):
+        if params.get("UserName") == first:
+            time.sleep(0.5)  # the plan's first deletion finishes last
+
+    hooks("iam", "before-call.iam.DeleteAccessKey", slow_first_user)
+    with freeze_time(T0 + days(40)):
+        result = Runner(load_settings(), aws=aws).run(["user-keys"], dry_run=False)
+    assert result.exit_code == 0
+    planned = [a.user for a in result.jobs[0].plan.actions]
+    assert planned[0] == first
+    logged = [e["target"].split("/")[0] for e in map(json.loads, log_output.getvalue().splitlines()) if e["event"] == "key.deleted"]
+    assert logged == planned

@@ -6,7 +6,7 @@ import pytest
 
 from rotator import runner as runner_module
 from rotator.errors import ConfigError
-from rotator.executor import per_unit, record
+from rotator.executor import per_unit
 from rotator.jobs.base import Plan
 from rotator.model import DELETE_KEY, DONE, Action, Outcome
 from rotator.runner import Runner
@@ -47,7 +47,7 @@ class FakeJob:
         for n, action in enumerate(plan.actions):
             if n == self.execute_raises_after:
                 raise TypeError(f"unexpected {SECRET}")
-            yield record(Outcome(action, DONE))
+            yield Outcome(action, DONE)
 
     def record_metrics(self, metrics, result, *, now, settings):
         pass
@@ -129,7 +129,7 @@ def test_per_unit_boundary_fails_the_rest_of_that_unit_only():
         for action in unit_actions:
             if action.target == "t1":
                 raise KeyError(SECRET)
-            yield record(Outcome(action, DONE))
+            yield Outcome(action, DONE)
 
     outcomes = list(per_unit([("u1", actions[:2]), ("u2", actions[2:])], apply))
     assert [(o.action.target, o.result) for o in outcomes] == [("t0", "done"), ("t1", "failed"), ("t2", "done"), ("t3", "done")]

@@ -22,7 +22,7 @@ from rotator import inventory
 from rotator.aws import SafeError, describe_error, error_code, is_ambiguous, is_throttling
 from rotator.concurrency import Progress, ordered_map
 from rotator.errors import ConfigError
-from rotator.executor import per_unit, record
+from rotator.executor import per_unit
 from rotator.jobs import _keys
 from rotator.jobs._keys import KeyObservation, KeyPlan
 from rotator.jobs.base import RunContext, frozen_mapping
@@ -323,7 +323,7 @@ class _BotUserExecution:
         stopped = None
         for action in actions:
             if stopped:
-                yield record(Outcome(action, SKIPPED, f"not attempted: {stopped}"))
+                yield Outcome(action, SKIPPED, f"not attempted: {stopped}")
                 continue
             if action.kind == FORGET_KEY:
                 outcome = self._forget_stale(action)
@@ -346,13 +346,13 @@ class _BotUserExecution:
         try:
             self._store.remove(action.user, {action.key_id}, keep_one=keep_one)
         except WouldEmptyStore as exc:
-            return record(Outcome(action, SKIPPED, f"kept: {exc}; the next run replaces it"))
+            return Outcome(action, SKIPPED, f"kept: {exc}; the next run replaces it")
         except Exception as exc:  # noqa: BLE001 - maybe it landed: look before deciding
             if self._still_stored(action) is False:
                 log.info("store.write_landed", user=action.user, key_id=action.key_id, after=describe_error(exc))
             else:
-                return record(Outcome(action, FAILED, f"store: {describe_error(exc)}"))
-        return None if action.kind == DELETE_KEY else record(Outcome(action, DONE))
+                return Outcome(action, FAILED, f"store: {describe_error(exc)}")
+        return None if action.kind == DELETE_KEY else Outcome(action, DONE)
 
     def _forget_stale(self, action: Action) -> Outcome:
         """Forget a stored key IAM did not list, once IAM confirms it is gone: another runner may
@@ -360,9 +360,9 @@ class _BotUserExecution:
         try:
             present = any(k.key_id == action.key_id for k in inventory.list_access_keys(self._iam, action.user))
         except Exception as exc:  # noqa: BLE001
-            return record(Outcome(action, FAILED, f"re-listing the keys: {describe_error(exc)}"))
+            return Outcome(action, FAILED, f"re-listing the keys: {describe_error(exc)}")
         if present:
-            return record(Outcome(action, SKIPPED, "kept: the key exists in IAM (created since this run listed the keys)"))
+            return Outcome(action, SKIPPED, "kept: the key exists in IAM (created since this run listed the keys)")
         return self._forget(action)
 
     def _still_stored(self, action: Action) -> bool | None:
@@ -397,21 +397,21 @@ class _BotUserExecution:
                     self._sleep(min(0.5 * 2**throttled, 8))
                     continue
                 if not is_ambiguous(exc):
-                    return record(Outcome(action, FAILED, describe_error(exc)))
+                    return Outcome(action, FAILED, describe_error(exc))
                 log.warning("key.create_ambiguous", user=user, attempt=attempt, error=describe_error(exc))
                 room = self._clear_lost_keys(user, since=started)
                 if room is None:
-                    return record(Outcome(action, FAILED, f"{describe_error(exc)}; then the keys could not be listed"))
+                    return Outcome(action, FAILED, f"{describe_error(exc)}; then the keys could not be listed")
                 if not room:
-                    return record(Outcome(action, SKIPPED, CONCURRENT))
+                    return Outcome(action, SKIPPED, CONCURRENT)
                 continue
             key = self._new_key(user, created)
             del created
             if key is None:
-                return record(Outcome(action, FAILED, "CreateAccessKey: the answer lacked the key's id, secret or date"))
+                return Outcome(action, FAILED, "CreateAccessKey: the answer lacked the key's id, secret or date")
             self._before[user] = self._before.get(user, frozenset()) | {key.key_id}
             return self._verify_and_store(action, key)
-        return record(Outcome(action, FAILED, f"CreateAccessKey: no answer after {self.CREATE_ATTEMPTS} attempts"))
+        return Outcome(action, FAILED, f"CreateAccessKey: no answer after {self.CREATE_ATTEMPTS} attempts")
 
     def _new_key(self, user: str, created: object) -> NewKey | None:
         """The new key from CreateAccessKey's answer; None (and the key taken back) if the answer is malformed."""
@@ -453,7 +453,7 @@ class _BotUserExecution:
         try:
             self._store.add_pending(key)
         except Exception as exc:  # noqa: BLE001
-            return record(Outcome(action, FAILED, f"store: {describe_error(exc)}{self._roll_back(key)}"))
+            return Outcome(action, FAILED, f"store: {describe_error(exc)}{self._roll_back(key)}")
         verification = self._verify(key)
         if not verification.ok:
             log.error(
@@ -466,7 +466,7 @@ class _BotUserExecution:
                 hint="the key never answered sts:GetCallerIdentity as its user; it is deleted, the old key stays first",
             )
             error = f"unverified: {verification.reason} after {verification.attempts} attempts{self._roll_back(key)}"
-            return record(Outcome(action, FAILED, error, verification=verification))
+            return Outcome(action, FAILED, error, verification=verification)
         log.info("key.verified", user=key.user, key_id=key.key_id, seconds=round(verification.seconds, 3))
         outcome = self._store_new_key(action, key)
         created = key.key_id if outcome.result == DONE else None
@@ -483,11 +483,11 @@ class _BotUserExecution:
                 # Unknown: rolling back could leave the store naming a deleted key. Leave it:
                 # at worst it is an orphan that a later run deletes.
                 log.error("key.store_unknown", user=key.user, key_id=key.key_id, error=describe_error(exc))
-                return record(Outcome(action, FAILED, f"store: {describe_error(exc)}; the store could not be read back"))
+                return Outcome(action, FAILED, f"store: {describe_error(exc)}; the store could not be read back")
             else:
-                return record(Outcome(action, FAILED, f"store: {describe_error(exc)}{self._roll_back(key)}"))
+                return Outcome(action, FAILED, f"store: {describe_error(exc)}{self._roll_back(key)}")
         log.info("key.stored", user=key.user, key_id=key.key_id, store=self._store.name)
-        return record(Outcome(action, DONE))
+        return Outcome(action, DONE)
 
     def _roll_back(self, key: NewKey) -> str:
         """A key whose secret is not stored can never be used: take it back. Returns what to add to the error."""
@@ -510,13 +510,13 @@ class _BotUserExecution:
         try:
             keys = inventory.list_access_keys(self._iam, action.user)
         except Exception as exc:  # noqa: BLE001
-            return record(Outcome(action, FAILED, f"LimitExceeded, then {describe_error(exc)}"))
+            return Outcome(action, FAILED, f"LimitExceeded, then {describe_error(exc)}")
         if sum(1 for k in keys if k.active) >= KEYS_PER_BOT:
-            return record(Outcome(action, SKIPPED, CONCURRENT))
+            return Outcome(action, SKIPPED, CONCURRENT)
         if {k.key_id for k in keys} - self._before.get(action.user, frozenset()):
             # A key this run never saw: another runner is working on this user (its plan finishes the job).
-            return record(Outcome(action, SKIPPED, CONCURRENT))
-        return record(Outcome(action, FAILED, f"LimitExceeded with {len(keys)} keys listed"))
+            return Outcome(action, SKIPPED, CONCURRENT)
+        return Outcome(action, FAILED, f"LimitExceeded with {len(keys)} keys listed")
 
 
 JOB = BotKeysJob()

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from rotator.aws import error_code
 from rotator.concurrency import ordered_map
 from rotator.errors import ConfigError
-from rotator.executor import attempt, per_unit, record
+from rotator.executor import attempt, per_unit
 from rotator.jobs.base import Plan, RunContext, frozen_mapping
 from rotator.model import DELETE_SECRET, SKIPPED, Action, Outcome, RunSecret, Skipped
 from rotator.planner import fmt_age
@@ -275,7 +275,7 @@ class RunSecretsJob:
             (action,) = actions
             changed = recheck(action)
             if changed:
-                yield record(Outcome(action, SKIPPED, changed))
+                yield Outcome(action, SKIPPED, changed)
                 return
             when = ctx.clock().isoformat()
             sm = ctx.aws.client("secretsmanager", region=plan.secrets[action.arn].region)
