@@ -414,7 +414,7 @@ def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
         for store in (source, target):
             getattr(store, "close", lambda: None)()
     if args.output == "json":
-        doc = {"command": "migrate-store", "account_id": account_id, "dry_run": not args.apply,
+        doc = {"command": "migrate-store", "account": account_id, "dry_run": not args.apply,
                "results": [r.__dict__ for r in results]}
         print(json.dumps(doc, indent=2))
     elif not results:
@@ -441,7 +441,7 @@ def restore_command(args: argparse.Namespace, runner) -> int:
         sm = runner.aws.client("secretsmanager", region=region)
         results += restore_secrets(sm, run_ids=None if args.all else set(args.run))
     if args.output == "json":
-        print(json.dumps({"command": "restore-secrets", "account_id": account_id, "secrets": [r.__dict__ for r in results]}, indent=2))
+        print(json.dumps({"command": "restore-secrets", "account": account_id, "secrets": [r.__dict__ for r in results]}, indent=2))
     elif not results:
         print("nothing to restore: no secret scheduled for deletion by run-secrets matches")
     else:

@@ -40,10 +40,10 @@ def key_target(user: ManagedUser, key_id: str) -> str:
     return f"{user.name}/{key_id}"
 
 
-def delete_key(job: str, user: ManagedUser, key: AccessKey, reason: str) -> Action:
+def delete_key(job: str, user: ManagedUser, key: AccessKey, reason: str, *, now: datetime) -> Action:
     # Every deletion reason starts with its stable code: "expired: 34d > 30d", "inactive", "orphan: …", "rotation: …".
     code = reason.split(":", 1)[0]
     return Action(
         job=job, kind=DELETE_KEY, target=key_target(user, key.key_id), reason=reason, user=user.name, key_id=key.key_id,
-        reason_code=code,
+        reason_code=code, age_days=age_days(key.created, now),
     )

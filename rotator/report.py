@@ -36,6 +36,7 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
                 "reason_code": action.reason_code,
                 "user": action.user,
                 "key_id": action.key_id,
+                "age_days": action.age_days,
                 "secret": action.target if action.run_id is not None else None,
                 "run_id": action.run_id,
             }
@@ -70,7 +71,7 @@ def to_document(result: RunResult, *, command: str) -> dict[str, Any]:
         "run_id": result.run_id,
         "hostname": result.hostname,
         "now": result.now.isoformat(),
-        "account_id": result.account_id,
+        "account": result.account_id,
         "dry_run": result.dry_run,
         "exit_code": result.exit_code,
         "iam_users": {"users": quota.users, "quota": quota.quota, "room_for_workflow_users": quota.room_for_workflow_users}

@@ -216,7 +216,7 @@ def to_document(status: Status) -> dict[str, Any]:
         "command": "status",
         "version": __version__,
         "hostname": status.hostname,
-        "account_id": status.account_id,
+        "account": status.account_id,
         "now": status.now.isoformat(),
         "store": status.store,
         "lifetime_days": status.lifetimes,

@@ -118,12 +118,13 @@ def test_run_apply_exit_0_json(endpoint, iam, seeded):
     actions = [(a["job"], a["kind"], a["outcome"]) for j in doc["jobs"] for a in j["actions"]]
     assert actions == [("user-keys", "delete-key", "done"), ("bot-keys", "create-key", "done")]
     assert set(doc["jobs"][0]["actions"][0]) == {
-        "job", "kind", "target", "reason", "outcome", "error", "reason_code", "user", "key_id", "secret", "run_id",
+        "job", "kind", "target", "reason", "outcome", "error", "reason_code", "user", "key_id", "age_days", "secret", "run_id",
     }
     deletion, creation = doc["jobs"][0]["actions"][0], doc["jobs"][1]["actions"][0]
     assert (deletion["reason_code"], deletion["user"], deletion["key_id"]) == ("expired", iam_user_name(HOST, "1"), seeded["expired"].key_id)
+    assert deletion["age_days"] == 40 and creation["age_days"] is None
     assert creation["reason_code"] == "missing-key" and creation["created_key_id"] in key_ids(iam, bot_user_name(HOST, "1"))
-    assert doc["run_id"] and doc["hostname"] == HOST
+    assert doc["run_id"] and doc["hostname"] == HOST and doc["account"] == "123456789012"
     assert all(json.loads(line).get("run_id") == doc["run_id"] for line in proc.stderr.splitlines())  # joins with the logs
     assert key_ids(iam, iam_user_name(HOST, "1")) == {seeded["fresh"].key_id}
     assert key_ids(iam, iam_user_name("other.example.org", "1")) == {seeded["decoy"].key_id}

@@ -53,12 +53,13 @@ def test_json_document_shape_and_outcomes():
         run_secrets(outcomes=(Outcome(SECRET, DONE),)),
     )
     doc = json.loads(render_json(run, command="run"))
-    assert doc["exit_code"] == 1 and doc["dry_run"] is False and doc["account_id"] == "123456789012"
+    assert doc["exit_code"] == 1 and doc["dry_run"] is False and doc["account"] == "123456789012"
     users, bots, secrets = doc["jobs"]
     assert users["outcome"] == "success" and users["managed_users"] == 2 and users["managed"] == 4
     assert users["actions"] == [{"job": "user-keys", "kind": "delete-key", "target": "gen3wf-h-1/AKIA1",
                                  "reason": "expired: 34d > 30d", "outcome": "done", "error": None,
-                                 "reason_code": "", "user": "gen3wf-h-1", "key_id": "AKIA1", "secret": None, "run_id": None}]
+                                 "reason_code": "", "user": "gen3wf-h-1", "key_id": "AKIA1", "age_days": None, "secret": None,
+                                 "run_id": None}]
     assert secrets["actions"][0]["secret"] == "tower-abc/TOKEN"
     assert bots["outcome"] == "failed" and bots["actions"][0]["error"].startswith("CreateAccessKey")
     assert bots["errors"] == ["gen3wf-h-2-bot: store unreadable: ValueError"]

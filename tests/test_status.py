@@ -63,7 +63,7 @@ def test_status_lists_users_keys_ages_days_to_expiry_and_store_positions(aws, mo
     assert code == 0
     doc = json.loads(out)
     assert (doc["command"], doc["hostname"], doc["store"]) == ("status", HOST, "secretsmanager")
-    assert doc["account_id"] == "123456789012"
+    assert doc["account"] == "123456789012"
     users = {u["user"]: u for u in doc["users"]}
     assert sorted(users) == sorted([USER, BOT, BOT_2, USER_NO_KEYS])  # never the decoy of another hostname
     assert (users[USER]["kind"], users[BOT]["kind"]) == ("user", "bot")

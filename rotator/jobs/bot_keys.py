@@ -111,7 +111,7 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings, 
                 found = "adopt: replace, not created by rotator (not in its store)" if adopting else "orphan: secret not stored"
                 reason = f"{found}, {fmt_age(age)} old >= {settings.orphan_grace_minutes}m grace"
         if reason:
-            deletions.append(delete_key(NAME, user, key, reason))
+            deletions.append(delete_key(NAME, user, key, reason, now=now))
         else:
             kept.append(key)
 
@@ -123,7 +123,7 @@ def plan_bot_user(state: BotState, *, now: datetime, settings: BotKeysSettings, 
                 f"rotation: newest key {fmt_age(newest_age)} >= {settings.lifetime_days / 2:g}d"
                 f" (lifetime {settings.lifetime_days}d / 2)"
             )
-            deletions.append(delete_key(NAME, user, older, reason))
+            deletions.append(delete_key(NAME, user, older, reason, now=now))
             kept.remove(older)
 
     live_ids = {k.key_id for k in state.keys}

@@ -24,7 +24,7 @@ from rotator.errors import ConfigError
 from rotator.executor import attempt, per_unit
 from rotator.jobs.base import Plan, RunContext, frozen_mapping
 from rotator.model import DELETE_SECRET, SKIPPED, Action, Outcome, RunSecret, Skipped
-from rotator.planner import fmt_age
+from rotator.planner import age_days, fmt_age
 from rotator.runstatus import RunStatus, RunStatusSource, make_source
 from rotator.secret_inventory import PERMISSIONS as LISTING_PERMISSIONS
 from rotator.secret_inventory import describe_replication, list_run_secrets
@@ -152,6 +152,7 @@ def plan_run_secrets(
                     reason=reason,
                     reason_code="run-finished" if state == "finished" else "run-expired",
                     run_id=secret.run_id,
+                    age_days=age_days(secret.created, now),
                     replica_regions=secret.replica_regions or (),
                     arn=secret.arn,
                 )

@@ -39,7 +39,7 @@ def plan_user_keys(states: Iterable[UserKeys], *, now: datetime, settings: UserK
         for key in _keys.sorted_keys(state.keys):
             reason = expiry_reason(key, now=now, lifetime_days=settings.lifetime_days, inactive_expires=settings.delete_inactive)
             if reason:
-                actions.append(delete_key(NAME, state.user, key, reason))
+                actions.append(delete_key(NAME, state.user, key, reason, now=now))
     return tuple(actions)
 
 
