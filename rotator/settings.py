@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -421,19 +423,33 @@ def env_name(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + "__".join(parts).upper()
 
 
+def _leaf_fields() -> dict[str, Any]:
+    """Every setting's environment variable name and its field (sections walked, two levels deep)."""
+    fields: dict[str, Any] = {}
+
+    def walk(model: type[BaseModel], prefix: str, depth: int) -> None:
+        for name, field in model.model_fields.items():
+            env = f"{prefix}{name.upper()}"
+            annotation = field.annotation
+            if depth < 2 and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                fields[env] = field
+                walk(annotation, env + "__", depth + 1)
+            else:
+                fields[env] = field
+
+    walk(Settings, ENV_PREFIX, 0)
+    return fields
+
+
 def _known_env_names() -> set[str]:
-    names = set()
-    for name, field in Settings.model_fields.items():
-        names.add(ENV_PREFIX + name.upper())
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            for sub in annotation.model_fields:
-                names.add(f"{ENV_PREFIX}{name.upper()}__{sub.upper()}")
-                subann = annotation.model_fields[sub].annotation
-                if isinstance(subann, type) and issubclass(subann, BaseModel):
-                    for leaf in subann.model_fields:
-                        names.add(f"{ENV_PREFIX}{name.upper()}__{sub.upper()}__{leaf.upper()}")
-    return names
+    return set(_leaf_fields())
+
+
+def _is_json_field(field: Any) -> bool:
+    """A list or mapping setting: its variable holds JSON."""
+    annotation = field.annotation
+    kinds = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    return any(typing.get_origin(k) in (list, dict, tuple, set) or k in (list, dict) for k in kinds)
 
 
 def _read_gen3workflow_config(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -576,17 +592,32 @@ def _show(value: object) -> str:
 
 def _describe_unparsable(environ: Mapping[str, str]) -> str:
     """pydantic-settings could not parse a value as JSON: name the variables that are not JSON."""
+    json_fields = {name for name, field in _leaf_fields().items() if _is_json_field(field)}
     bad = []
     for name, value in sorted(environ.items()):
-        if not name.upper().startswith(ENV_PREFIX) or not value.lstrip().startswith(("[", "{", '"')):
+        upper = name.upper()
+        if upper not in json_fields:
             continue
         try:
             json.loads(value)
         except ValueError:
-            bad.append(name)
+            bad.append(f"{name}: not valid JSON; {_expected(upper, 'list_type')}")
     if not bad:
         return "invalid configuration: a ROTATOR_* value that must be JSON could not be parsed"
-    return "invalid configuration: " + "; ".join(f"{name}: not valid JSON" for name in bad)
+    return "invalid configuration: " + "; ".join(bad)
+
+
+_GENERIC_EXPECTED = {
+    "list_type": "expected a JSON list, e.g. '[\"first\", \"second\"]'",
+    "int_parsing": "expected a whole number",
+    "float_parsing": "expected a number",
+    "bool_parsing": "expected true or false",
+}
+
+
+def _expected(name: str, error_type: str) -> str:
+    """Words for one error of one variable: its own, else the usual ones for that kind of error, else ''."""
+    return _EXPECTED.get(name, {}).get(error_type) or _GENERIC_EXPECTED.get(error_type, "")
 
 
 # Clearer words than pydantic's for the settings people get wrong most.
@@ -596,6 +627,14 @@ _EXPECTED: dict[str, dict[str, str]] = {
     "ROTATOR_RUN_SECRETS__SEQERA__URL": {"string_pattern_mismatch": "expected an http(s) URL, e.g. https://seqera.example.org/api"},
     "ROTATOR_RUN_SECRETS__TES__URL": {"string_pattern_mismatch": "expected an http(s) URL ending in /ga4gh/tes/v1"},
     "ROTATOR_EXCLUDE_USERS": {"list_type": "expected a JSON list of IAM user names or Gen3 user ids, e.g. '[\"42\"]'"},
+    "ROTATOR_RUN_SECRETS__REGIONS": {"list_type": "expected a JSON list of AWS regions, e.g. '[\"us-east-1\"]'"},
+    "ROTATOR_RUN_SECRETS__SEQERA__WORKSPACE_IDS": {
+        "list_type": "expected a JSON list of Seqera workspace ids (digits), e.g. '[\"42\"]'"
+    },
+    "ROTATOR_RUN_SECRETS__PATTERNS": {
+        "list_type": "expected a JSON list of regular expressions with a (?P<run_id>...) group,"
+        " e.g. '[\"^tower-(?P<run_id>[A-Za-z0-9]{1,16})/\"]'"
+    },
 }
 
 
@@ -607,7 +646,7 @@ def _describe(exc: ValidationError, origins: Mapping[str, str], environ: Mapping
             lines.append(f"{name}: required (or HOSTNAME in the file named by ROTATOR_GEN3WORKFLOW_CONFIG)")
             continue
         message = error["msg"].removeprefix("Value error, ")
-        message = _EXPECTED.get(name, {}).get(error["type"], message)
+        message = _expected(name, error["type"]) or message
         origin = "" if name in environ else (f" (from {origins[name]})" if name in origins else "")
         # Never echo the input: it may be a token.
         lines.append(f"{name}{origin}: {message}")

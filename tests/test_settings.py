@@ -39,6 +39,30 @@ def test_bad_values_name_the_variable(monkeypatch, name, value, message):
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("ROTATOR_EXCLUDE_USERS", "bob", "ROTATOR_EXCLUDE_USERS: not valid JSON; expected a JSON list of IAM user names"),
+        ("ROTATOR_RUN_SECRETS__PATTERNS", "^nf-run-", "ROTATOR_RUN_SECRETS__PATTERNS: not valid JSON; expected a JSON list of"
+         " regular expressions with a (?P<run_id>...) group"),
+        ("ROTATOR_RUN_SECRETS__REGIONS", "us-east-1", "ROTATOR_RUN_SECRETS__REGIONS: expected a JSON list of AWS regions,"
+         " e.g. '[\"us-east-1\"]'"),
+        ("ROTATOR_RUN_SECRETS__SEQERA__WORKSPACE_IDS", "5", "ROTATOR_RUN_SECRETS__SEQERA__WORKSPACE_IDS: expected a JSON"
+         " list of Seqera workspace ids"),
+        ("ROTATOR_AWS__CONCURRENCY", "eight", "ROTATOR_AWS__CONCURRENCY: expected a whole number"),
+        ("ROTATOR_DRY_RUN", "maybe", "ROTATOR_DRY_RUN: expected true or false"),
+    ],
+)
+def test_bad_values_say_the_expected_form(monkeypatch, name, value, expected):
+    """The variable, then what it should look like: never pydantic's words ("Input should be a valid list")."""
+    monkeypatch.setenv("ROTATOR_HOSTNAME", "gen3.example.org")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert expected in str(info.value)
+    assert "Input should be" not in str(info.value) and value not in str(info.value).replace(expected, "")
+
+
 def test_hostname_is_required_and_validated(monkeypatch):
     with pytest.raises(ConfigError, match="ROTATOR_HOSTNAME: required"):
         load_settings()
