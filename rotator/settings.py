@@ -142,10 +142,20 @@ class BotKeysSettings(_Section):
 _URL = r"^https?://[^\s/$.?#][^\s]*$"
 
 
+def _no_credentials(url: str | None) -> str | None:
+    """A URL must not carry ``user:password@``: it would show wherever the URL does (logs, ``rotator config``)."""
+    if url and "@" in urlsplit(url).netloc:
+        raise ValueError("must not hold credentials (user:password@): give them in the setting's *_FILE (and USERNAME)")
+    return url
+
+
+ServiceUrl = Annotated[str | None, Field(pattern=_URL), AfterValidator(_no_credentials)]
+
+
 
 
 class SeqeraSettings(_Section):
-    url: str | None = Field(None, pattern=_URL)
+    url: ServiceUrl = None
     token: Credential | None = None
     token_file: Path | None = None
     workspace_id: str | None = Field(None, pattern=r"^\d+$")
@@ -162,7 +172,7 @@ class SeqeraSettings(_Section):
 
 
 class TesSettings(_Section):
-    url: str | None = Field(None, pattern=_URL)
+    url: ServiceUrl = None
     token: Credential | None = None
     token_file: Path | None = None
     username: str | None = Field(None, pattern=r"^[!-9;-~]+$")  # no ":" in a Basic-auth user name
@@ -332,7 +342,7 @@ class MetricsSettings(_Section):
             raise ValueError("must be http(s)://host[:port] with a port in 1-65535") from None
         if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
             raise ValueError("must be http(s)://host[:port] with a port in 1-65535")
-        return url
+        return _no_credentials(url)
 
 
 class AwsSettings(_Section):

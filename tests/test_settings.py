@@ -63,6 +63,20 @@ def test_bad_values_say_the_expected_form(monkeypatch, name, value, expected):
     assert "Input should be" not in str(info.value) and value not in str(info.value).replace(expected, "")
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["ROTATOR_METRICS__PUSHGATEWAY_URL", "ROTATOR_RUN_SECRETS__SEQERA__URL", "ROTATOR_RUN_SECRETS__TES__URL"],
+)
+def test_urls_with_credentials_are_refused_without_echoing_them(monkeypatch, name):
+    """Credentials in a URL would show wherever the URL does (rotator config, logs): they go in files."""
+    monkeypatch.setenv("ROTATOR_HOSTNAME", "gen3.example.org")
+    path = {"ROTATOR_RUN_SECRETS__TES__URL": "/ga4gh/tes/v1", "ROTATOR_RUN_SECRETS__SEQERA__URL": "/api"}.get(name, "")
+    monkeypatch.setenv(name, f"https://admin:hunter2-pw@service.example.org{path}")
+    with pytest.raises(ConfigError, match=f"{name}: must not hold credentials") as info:
+        load_settings()
+    assert "hunter2-pw" not in str(info.value)
+
+
 def test_hostname_is_required_and_validated(monkeypatch):
     with pytest.raises(ConfigError, match="ROTATOR_HOSTNAME: required"):
         load_settings()
