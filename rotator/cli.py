@@ -18,7 +18,7 @@ import structlog
 from rotator import __version__, logs
 from rotator.concurrency import Progress
 from rotator.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, ConfigError
-from rotator.jobs import JOB_NAMES
+from rotator.jobs import JOB_NAMES, setting_key
 from rotator.settings import Settings, effective_settings, load_settings_with_sources, service_link_names
 
 log = structlog.get_logger("rotator.cli")
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["plan"] and "--apply" in argv:
+    if "--apply" in argv and next((a for a in argv if not a.startswith("-")), None) == "plan":
         print("rotator: plan never changes anything; to apply the plan, use: rotator run --apply", file=sys.stderr)
         return EXIT_CONFIG
     args = build_parser().parse_args(argv)
@@ -301,7 +301,7 @@ def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from rotator.report import render_json, render_text
     from rotator.runner import Runner
 
-    jobs = list(dict.fromkeys(args.job or JOB_NAMES))
+    jobs = selected_jobs(args.job, settings)
     dry_run = True if args.command == "plan" else not (args.apply or not settings.dry_run)
     aws = Aws()
     metrics = Metrics()
@@ -315,6 +315,20 @@ def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "run":
         notify(result, settings)
     return result.exit_code
+
+
+def selected_jobs(named: Sequence[str] | None, settings: Settings) -> list[str]:
+    """The jobs named by --job, else every job its schedule enables (an empty ROTATOR_SCHEDULE__<JOB> disables it)."""
+    enabled = settings.schedule.expressions()
+    if not named:
+        for job in JOB_NAMES:
+            if job not in enabled:
+                log.info("job.disabled", job=job, hint=f"ROTATOR_SCHEDULE__{setting_key(job).upper()} is empty; --job {job} runs it")
+        return [job for job in JOB_NAMES if job in enabled]
+    for job in named:
+        if job not in enabled:
+            log.warning("job.disabled", job=job, hint="its schedule is empty (disabled in serve); run because --job names it")
+    return list(dict.fromkeys(named))
 
 
 def notify(result, settings: Settings) -> None:
@@ -393,6 +407,8 @@ def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
     from rotator.runner import Runner
     from rotator.settings import with_store
 
+    if args.source == args.target:
+        raise ConfigError(f"migrate-store: --from and --to both name {args.source}; copy from one store to the other")
     aws = Aws()
     aws.limit_rate(settings.aws.max_requests_per_second)
     source = make_store(with_store(settings, args.source), aws)

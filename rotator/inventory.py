@@ -182,6 +182,11 @@ class AccountSnapshot:
             for s in self._skipped:
                 log.warning("user.skipped", user=s.name, reason=s.reason)
             log.info("inventory.users", managed=len(self._users), skipped=len(self._skipped))
+            if self.only is not None:
+                skipped = {s.name for s in self._skipped}
+                for name in sorted(self.only - {u.name for u in users} - skipped):
+                    log.warning("user.not_managed", user=name, hint="named by --user, but not a user of this hostname that rotator"
+                                f" manages (tagged {OWNER_TAG}={owner_tag_value(self.hostname)}, not excluded): left alone")
             if not users and not self._skipped:
                 log.warning(
                     "inventory.no_users",

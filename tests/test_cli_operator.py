@@ -75,9 +75,31 @@ def test_jobs_not_run_because_another_was_refused_say_so(aws, monkeypatch, three
     assert result.exit_code == 3
 
 
-def test_plan_apply_hints_run_apply(capsys):
-    assert cli.main(["plan", "--apply"]) == 2
+@pytest.mark.parametrize("argv", [["plan", "--apply"], ["-q", "plan", "--apply"], ["plan", "--job", "user-keys", "--apply"]])
+def test_plan_apply_hints_run_apply(capsys, argv):
+    assert cli.main(argv) == 2
     assert "rotator run --apply" in capsys.readouterr().err
+
+
+def test_a_user_named_by_user_that_is_not_managed_is_warned_about(aws, monkeypatch, three_expired, log_output):
+    result = run(aws, monkeypatch, users=[U2, "gen3wf-no-such-user"])
+    assert [a.user for a in result.jobs[0].plan.actions] == [U2]
+    warned = [json.loads(line) for line in log_output.getvalue().splitlines() if '"user.not_managed"' in line]
+    assert [w["user"] for w in warned] == ["gen3wf-no-such-user"]
+
+
+def test_plan_and_run_leave_out_jobs_their_schedule_disables_unless_named(aws, monkeypatch, capsys, three_expired):
+    env = {"ROTATOR_SCHEDULE__USER_KEYS": "", "AWS_REGION": "us-east-1"}
+    assert main(monkeypatch, "plan", "--output", "json", **env) == 0
+    assert [j["job"] for j in json.loads(capsys.readouterr().out)["jobs"]] == ["bot-keys", "run-secrets"]
+    assert main(monkeypatch, "plan", "--job", "user-keys", "--output", "json", **env) == 0
+    assert [j["job"] for j in json.loads(capsys.readouterr().out)["jobs"]] == ["user-keys"]
+
+
+def test_migrate_store_refuses_the_same_store_twice(monkeypatch, capsys):
+    monkeypatch.setenv("ROTATOR_HOSTNAME", HOST)
+    assert cli.main(["migrate-store", "--from", "secretsmanager", "--to", "secretsmanager"]) == 2
+    assert "--from and --to both name secretsmanager" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
