@@ -11,12 +11,15 @@ import traceback
 from typing import Any
 
 import boto3
+import structlog
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from rotator import __version__
 
 MAX_ATTEMPTS = 6
+
+log = structlog.get_logger("rotator.aws")
 
 CLIENT_CONFIG = Config(
     retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
@@ -42,6 +45,9 @@ class Aws:
         # boto3 clients are thread-safe, sessions are not: serve's jobs may build clients at once.
         self._lock = threading.Lock()
         self.rate_limiter = None
+        # -v: one debug event per AWS call (operation and answer, never a parameter or a value).
+        self.on("after-call", _log_call, unique_id="rotator-debug-call")
+        self.on("after-call-error", _log_call_error, unique_id="rotator-debug-call-error")
 
     def on(self, event: str, handler: Any, *, unique_id: str) -> None:
         """Register a botocore event handler on every client, present and future."""
@@ -174,3 +180,17 @@ def _where(exc: BaseException) -> str:
         if module.startswith("rotator"):
             where = f"{module}.{frame.f_code.co_name}:{line}"
     return where
+
+
+def _log_call(*, model=None, parsed=None, http_response=None, **_: Any) -> None:
+    if model is None:
+        return
+    code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+    log.debug("aws.call", service=model.service_model.service_name, operation=model.name,
+              status=getattr(http_response, "status_code", None), error_code=code)
+
+
+def _log_call_error(*, event_name: str = "", exception: BaseException | None = None, **_: Any) -> None:
+    _, _, rest = event_name.partition(".")
+    service, _, operation = rest.partition(".")
+    log.debug("aws.call_failed", service=service, operation=operation, error=describe_error(exception) if exception else None)

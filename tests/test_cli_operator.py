@@ -243,9 +243,13 @@ def test_quiet_logs_warnings_and_errors_only(aws, monkeypatch, capsys, three_exp
 def test_verbose_logs_debug_events(aws, monkeypatch, capsys, three_expired):
     link = {"ROTATOR_METRICS_SERVICE_HOST": "10.0.0.7"}  # a Kubernetes service link: a debug event says it is ignored
     assert main(monkeypatch, "plan", "--job", "user-keys", **link) == 0
-    assert "config.service_links_ignored" not in capsys.readouterr().err
+    quiet = capsys.readouterr().err
+    assert "config.service_links_ignored" not in quiet and '"aws.call"' not in quiet
     assert main(monkeypatch, "-v", "plan", "--job", "user-keys", **link) == 0
-    assert "config.service_links_ignored" in capsys.readouterr().err
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert "config.service_links_ignored" in {e["event"] for e in events}
+    calls = {(e["service"], e["operation"], e["status"]) for e in events if e["event"] == "aws.call"}
+    assert {("sts", "GetCallerIdentity", 200), ("iam", "ListAccessKeys", 200)} <= calls  # every call, one line each
 
 
 @pytest.mark.parametrize(
