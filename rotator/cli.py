@@ -370,12 +370,32 @@ def config_command(args: argparse.Namespace, settings: Settings, origins) -> int
         print(json.dumps({"command": "config", "valid": True, "settings": [
             {"variable": v, "value": value, "source": source} for v, value, source in rows]}, indent=2))
         return EXIT_OK
-    width = max(len(v) for v, _, _ in rows)
-    value_width = min(max(len(value) for _, value, _ in rows), 40)
-    print("settings are valid; their effective values (secrets masked):\n")
-    for variable, value, source in rows:
-        print(f"{variable.ljust(width)}  {value.ljust(value_width)}  {source}".rstrip())
+    from rotator.report import terminal_width
+
+    print(render_config(rows, width=terminal_width()))
     return EXIT_OK
+
+
+def render_config(rows: Sequence[tuple[str, str, str]], *, width: int) -> str:
+    """VARIABLE and VALUE columns in ``width``; a setting not at its default says where it came from.
+
+    A value (and its source) that does not fit continues under the value column, folded."""
+    from rotator.report import fold
+
+    name_width = max(len(v) for v, _, _ in rows)
+    if name_width + 2 + 20 > width:  # a narrow terminal: values on their own lines
+        name_width = 0
+    lines = ["settings are valid; their effective values (secrets masked), and where each", "came from unless it is the default:", ""]
+    for variable, value, source in rows:
+        text = f"{value}  ({source})".strip() if source != "default" else value
+        if not name_width:
+            lines.append(variable)
+            lines += [f"    {piece}" for piece in fold(text, width - 4)] if text else []
+            continue
+        pieces = fold(text, width - name_width - 2) or [""]
+        lines.append(f"{variable.ljust(name_width)}  {pieces[0]}".rstrip())
+        lines += [f"{'':{name_width}}  {piece}" for piece in pieces[1:]]
+    return "\n".join(lines)
 
 
 def status_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -154,6 +154,11 @@ def test_config_shows_values_and_sources_with_secrets_masked(monkeypatch, capsys
     assert rows["ROTATOR_BOT_KEYS__LIFETIME_DAYS"] == ("30", "default")
     assert rows["ROTATOR_RUN_SECRETS__SEQERA__TOKEN"] == ("******** (set)", "environment")
     assert "seqera-t0ken-value" not in out and "db-pa55word" not in out
+    assert cli.main(["config"]) == 0  # text: fits 80 columns, long sources folded under the value column
+    text = capsys.readouterr().out
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "ROTATOR_DRY_RUN" in text and "false  (environment)" in text
+    assert "seqera-t0ken-value" not in text and "db-pa55word" not in text
     monkeypatch.setenv("ROTATOR_DRY_RUN", "maybe")
     assert cli.main(["config"]) == 2
 
