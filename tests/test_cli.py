@@ -235,8 +235,14 @@ def test_console_log_format(endpoint, iam, seeded, rotator):
 
 def test_demo_runs_end_to_end():
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ROTATOR_", "AWS_"))}
+    environ["ROTATOR_DRY_RUN"] = "false"  # an operator's own setting: the demo says it ignores it
     proc = subprocess.run([sys.executable, "-m", "rotator", "demo"], env=environ, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("== the demo runs on its own settings: ignoring ROTATOR_DRY_RUN\n")
+    seeded = proc.stdout.split("== rotator plan")[0]
+    assert "IN SECRETS MANAGER" in seeded and "stored, handed out" in seeded  # the store column says what it means
+    decoys = [line.split()[0] for line in seeded.splitlines() if line.endswith("decoy: never touched")]
+    assert set(decoys) == {"ci-deployer", "gen3wf-demo-example-org", "gen3wf-demo-example-org-999", "gen3wf-other-example-org-101"}
     assert "== second run: nothing left to do" in proc.stdout
     second = proc.stdout.split("== second run: nothing left to do")[1]
     assert "nothing to do" in second

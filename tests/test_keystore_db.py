@@ -169,10 +169,14 @@ def test_changes_wait_for_another_runners_lock_on_the_user(pg_db, store):
 # --- configuration, checked before any change ---------------------------------------------------
 
 
-def test_check_passes_on_the_service_table(pg_db, store):
+def test_check_passes_on_the_service_table_and_once_is_enough(pg_db, store, stores):
     service_insert(pg_db, A, "s1")
     store.check()
-    store.check()  # once is enough
+    with pg_db.connect() as conn:
+        conn.execute("UPDATE system_key SET key_secret = 'not-a-fernet-token'")  # a key that no longer decrypts anything
+    store.check()  # passed once: not asked again (a run checks before its first change, not at every one)
+    with pytest.raises(ConfigError, match="ENCRYPTION_KEY does not decrypt"):
+        stores().check()  # a store that had not checked yet sees it
 
 
 def test_a_wrong_encryption_key_is_a_config_error_from_check(pg_db, stores):
@@ -195,8 +199,15 @@ def test_one_bad_row_is_that_users_problem_not_a_config_error(pg_db, store):
     assert store.stored_key_ids(BOT) == {A}
 
 
-def test_an_empty_table_checks_with_any_key(stores):
-    stores(key=Fernet.generate_key().decode()).check()
+def test_an_empty_table_checks_with_any_key_and_rows_follow_that_key(pg_db, stores):
+    """Nothing to decrypt yet: any key passes, and what rotator then writes, the service reads with that key."""
+    key = Fernet.generate_key().decode()
+    store = stores(key=key)
+    store.check()
+    store.add(NewKey(BOT, A, T0, "first-secret"))
+    with pg_db.connect() as conn:
+        (token,) = conn.execute("SELECT key_secret FROM system_key WHERE key_id = %s", (A,)).fetchone()
+    assert Fernet(key.encode()).decrypt(token.encode()) == b"first-secret"
 
 
 def test_not_a_fernet_key_is_a_config_error(pg_db):
