@@ -306,7 +306,7 @@ def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
     aws = Aws()
     metrics = Metrics()
     metrics.instrument(aws)
-    result = Runner(settings, aws=aws).run(jobs, dry_run=dry_run, users=args.user)
+    result = Runner(settings, aws=aws).run(jobs, dry_run=dry_run, users=args.user, plan_shown=True)
     Progress.clear()
     print(render_json(result, command=args.command) if args.output == "json" else render_text(result, command=args.command))
     if args.command == "run" and settings.metrics.pushgateway_url:

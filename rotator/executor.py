@@ -30,13 +30,14 @@ _DONE_EVENTS = {
 
 
 class Executor:
-    def __init__(self, *, dry_run: bool) -> None:
+    def __init__(self, *, dry_run: bool, dry_run_level: str = "info") -> None:
         self.dry_run = dry_run
+        self.dry_run_level = dry_run_level
 
     def execute(self, job: Job, plan: Plan, ctx: RunContext, outcomes: list[Outcome]) -> None:
         """Append each action's outcome to ``outcomes`` as it happens (so none is lost if the job fails)."""
         if self.dry_run:
-            outcomes.extend(record(Outcome(a, DRY_RUN)) for a in plan.actions)
+            outcomes.extend(record(Outcome(a, DRY_RUN), level=self.dry_run_level) for a in plan.actions)
             return
         # Jobs yield outcomes in plan order (their parallel work is reordered by ordered_map), so the
         # outcome events are logged here, in that order, whatever order the work finished in.
@@ -62,7 +63,7 @@ def per_unit(units: Iterable[tuple[str, Sequence[Action]]], apply: Callable[[Seq
             yield from (Outcome(a, FAILED, error) for a in actions if id(a) not in done)
 
 
-def record(outcome: Outcome) -> Outcome:
+def record(outcome: Outcome, *, level: str = "info") -> Outcome:
     """Log one action's outcome under its fixed event name, and return it (the executor does, in plan order)."""
     a = outcome.action
     fields = dict(job=a.job, action=a.kind, target=a.target, reason=a.reason, outcome=outcome.result)
@@ -73,7 +74,7 @@ def record(outcome: Outcome) -> Outcome:
     else:
         if outcome.error:
             fields["error"] = outcome.error
-        log.info(f"action.{outcome.result.replace('-', '_')}", **fields)
+        getattr(log, level)(f"action.{outcome.result.replace('-', '_')}", **fields)
     return outcome
 
 

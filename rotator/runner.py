@@ -108,8 +108,13 @@ class Runner:
             self._account_id = account_id
         return self._account_id
 
-    def run(self, jobs: Sequence[str], *, dry_run: bool, users: Sequence[str] | None = None) -> RunResult:
-        """Run ``jobs``; ``users`` (IAM user names) limits the key jobs to those users."""
+    def run(
+        self, jobs: Sequence[str], *, dry_run: bool, users: Sequence[str] | None = None, plan_shown: bool = False
+    ) -> RunResult:
+        """Run ``jobs``; ``users`` (IAM user names) limits the key jobs to those users.
+
+        ``plan_shown``: the caller prints every action (plan and run do): a dry run's per-action
+        events are then debug-level, not a second copy of the table at info."""
         # Every event of this run carries these fields, so one run's audit trail can be pulled out of the logs.
         run_id = uuid.uuid4().hex[:12]
         with structlog.contextvars.bound_contextvars(run_id=run_id, hostname=self.settings.hostname):
@@ -123,13 +128,13 @@ class Runner:
                     job.prepare(ctx)  # ConfigError (a token file, a region, the store): exit 2 before any change
                 account_id = ctx.account_id = self.check_identity()
                 with structlog.contextvars.bound_contextvars(account=account_id):
-                    result = self._run(selected, ctx, dry_run=dry_run, account_id=account_id)
+                    result = self._run(selected, ctx, dry_run=dry_run, account_id=account_id, plan_shown=plan_shown)
                 result.run_id, result.hostname = run_id, self.settings.hostname
                 return result
             finally:
                 ctx.close()
 
-    def _run(self, jobs: Sequence[Job], ctx: RunContext, *, dry_run: bool, account_id: str) -> RunResult:
+    def _run(self, jobs: Sequence[Job], ctx: RunContext, *, dry_run: bool, account_id: str, plan_shown: bool) -> RunResult:
         log.info("run.started", jobs=[j.name for j in jobs], dry_run=dry_run, now=ctx.now.isoformat())
         user_quota = read_user_quota(self.aws, warn_fraction=self.settings.capacity.warn_fraction)
 
@@ -141,7 +146,7 @@ class Runner:
                     result.not_run = f"brake on {braked}"
             log.error("run.refused", reason="a safety brake refused a plan; nothing was changed", jobs=braked)
         else:
-            executor = Executor(dry_run=dry_run)
+            executor = Executor(dry_run=dry_run, dry_run_level="debug" if plan_shown else "info")
             for job, result in zip(jobs, results, strict=True):
                 if result.plan is not None:
                     self._execute(job, result, executor, ctx)

@@ -238,6 +238,20 @@ def test_console_logs_on_a_terminal_json_otherwise(aws, monkeypatch, capsys, thr
     assert [json.loads(line)["event"] for line in sys.stderr.getvalue().splitlines()][-1] == "job.finished"
 
 
+def test_a_printed_plan_is_not_logged_again_action_by_action(aws, monkeypatch, capsys, three_expired, log_output):
+    """plan prints every action: its dry-run events are debug (-v); serve, which prints nothing, logs them at info."""
+    assert main(monkeypatch, "plan", "--job", "user-keys") == 0
+    events = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+    assert "action.dry_run" not in events and "job.finished" in events
+    assert main(monkeypatch, "-v", "plan", "--job", "user-keys") == 0
+    assert [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()].count("action.dry_run") == 3
+    logs.configure(format="json", level="info", stream=log_output)
+    with freeze_time(NOW):  # as serve runs a job: nothing printed, so each planned action is an info event
+        Runner(load_settings(), aws=aws).run(["user-keys"], dry_run=True)
+    dry = [json.loads(line) for line in log_output.getvalue().splitlines() if '"action.dry_run"' in line]
+    assert len(dry) == 3 and {e["level"] for e in dry} == {"info"}
+
+
 @pytest.mark.parametrize("args", [["-q", "plan"], ["plan", "-q"], ["plan", "--quiet"]])
 def test_quiet_logs_warnings_and_errors_only(aws, monkeypatch, capsys, three_expired, args):
     assert main(monkeypatch, *args, "--job", "user-keys", ROTATOR_HOSTNAME="typo.example.org") == 0
