@@ -5,7 +5,9 @@ The CLI runs in process against moto in process, as in test_cli_operator.py.
 
 import json
 from datetime import timedelta
+from importlib.resources import files
 
+import jsonschema
 import pytest
 from freezegun import freeze_time
 
@@ -62,6 +64,8 @@ def test_status_lists_users_keys_ages_days_to_expiry_and_store_positions(aws, mo
     code, out, _ = status(monkeypatch, capsys, "--output", "json")
     assert code == 0
     doc = json.loads(out)
+    jsonschema.validate(doc, json.loads(files("rotator.schemas").joinpath("status-document.schema.json").read_text()),
+                        format_checker=jsonschema.FormatChecker())
     assert (doc["command"], doc["hostname"], doc["store"]) == ("status", HOST, "secretsmanager")
     assert doc["account"] == "123456789012"
     users = {u["user"]: u for u in doc["users"]}
