@@ -104,15 +104,15 @@ class Aws:
     def client_with_key(self, service: str, *, access_key_id: str, secret_access_key: str) -> Any:
         """A single-attempt client signing with the given key (to prove a new key works), hooks included."""
         region = self.session.region_name or "us-east-1"
-        client = self.session.client(
-            service,
-            region_name=region,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            aws_session_token=None,
-            config=CLIENT_CONFIG.merge(SINGLE_ATTEMPT),
-        )
-        with self._lock:
+        with self._lock:  # the session is not thread-safe: bot users are verified in parallel
+            client = self.session.client(
+                service,
+                region_name=region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                aws_session_token=None,
+                config=CLIENT_CONFIG.merge(SINGLE_ATTEMPT),
+            )
             for event, handler, unique_id in self._hooks:
                 client.meta.events.register_first(event, handler, unique_id=unique_id)
         return client

@@ -403,13 +403,20 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from rotator import status
-    from rotator.aws import Aws
+    from rotator.aws import Aws, describe_error
     from rotator.report import terminal_width
     from rotator.runner import Runner, utcnow
 
     aws = Aws()
     account_id = Runner(settings, aws=aws).check_identity()  # also ROTATOR_ALLOWED_ACCOUNT_IDS
-    found = status.read_status(settings, aws, account_id=account_id, now=utcnow(), users=args.user)
+    try:
+        found = status.read_status(settings, aws, account_id=account_id, now=utcnow(), users=args.user)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the account's users could not be listed: nothing to show
+        Progress.clear()
+        print(f"rotator: status: cannot list the account's users: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     Progress.clear()
     if args.output == "json":
         print(json.dumps(status.to_document(found), indent=2))

@@ -79,7 +79,7 @@ def record(outcome: Outcome, *, level: str = "info") -> Outcome:
 
 
 def attempt(action: Action, call: Callable[[], object], *, already_done: Collection[str] = ()) -> Outcome:
-    """Run one change and record its outcome.
+    """Run one change; its outcome (the executor logs it).
 
     An AWS error whose code is in ``already_done`` (the thing is already gone) is what we
     wanted: done. Anything else raised fails this action alone.

@@ -108,9 +108,9 @@ class Action:
     arn: str | None = None
     """The secret's ARN as listed: a secret deleted and re-created under the same name is another ARN."""
     reason_code: str = ""
+    """Stable, for scripts: expired, inactive, orphan, adopt, rotation, missing-key, stale-entry, run-finished, run-expired."""
     age_days: int | None = None
     """Whole days since the key or secret was created, at planning time (None: a key to create)."""
-    """Stable, for scripts: expired, inactive, orphan, adopt, rotation, missing-key, stale-entry, run-finished, run-expired."""
 
     @property
     def is_deletion(self) -> bool:

@@ -190,3 +190,19 @@ def test_status_of_a_hostname_without_users_says_so(aws, monkeypatch, capsys, se
     assert code == 0
     assert "no managed users (none tagged name=gen3wf-typo-example-org)" in out
     assert "is ROTATOR_HOSTNAME right?" in err  # the inventory's warning
+
+
+def test_an_account_whose_users_cannot_be_listed_is_exit_1_in_one_line(aws, monkeypatch, capsys, seeded):
+    from botocore.exceptions import EndpointConnectionError
+
+    from rotator import inventory
+
+    def unreachable(*_args, **_kwargs):
+        raise EndpointConnectionError(endpoint_url="https://iam.amazonaws.com/")
+
+    monkeypatch.setattr(inventory, "list_managed_users", unreachable)
+    code, out, err = status(monkeypatch, capsys)
+    assert code == 1 and out == ""
+    (line,) = [line for line in err.splitlines() if line.startswith("rotator: ")]
+    assert line.startswith("rotator: status: cannot list the account's users: EndpointConnectionError")
+    assert "Traceback" not in err

@@ -286,10 +286,16 @@ class RunSecretsJob:
             return list(per_unit(((a.target, [a]) for a in actions), delete))  # one run's secrets in order
 
         runs = [list(group) for _, group in groupby(sorted(plan.actions, key=lambda a: a.run_id or ""), key=lambda a: a.run_id)]
-        done = {}
+        # Outcomes in plan order, each as soon as it and every one before it are in (runs finish in their own order).
+        done: dict[int, Outcome] = {}
+        pending = iter(plan.actions)
+        waiting = next(pending, None)
         for outcomes in ordered_map(one_run, runs, workers=ctx.settings.aws.concurrency):
             done.update({id(o.action): o for o in outcomes})
-        yield from (done[id(a)] for a in plan.actions)  # in plan order
+            while waiting is not None and id(waiting) in done:
+                yield done.pop(id(waiting))
+                waiting = next(pending, None)
+        assert waiting is None, "every planned secret has an outcome (per_unit gives each one)"
 
     def record_metrics(self, metrics: Metrics, result: JobResult, *, now: datetime, settings: Settings) -> None:
         plan: RunSecretsPlan = result.plan
