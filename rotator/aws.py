@@ -190,7 +190,14 @@ def _log_call(*, model=None, parsed=None, http_response=None, **_: Any) -> None:
               status=getattr(http_response, "status_code", None), error_code=code)
 
 
-def _log_call_error(*, event_name: str = "", exception: BaseException | None = None, **_: Any) -> None:
+def event_operation(event_name: str) -> tuple[str, str]:
+    """(service id, operation) of a botocore event name such as ``after-call-error.secrets-manager.GetSecretValue``:
+    the events without a model carry only that."""
     _, _, rest = event_name.partition(".")
     service, _, operation = rest.partition(".")
+    return service, operation
+
+
+def _log_call_error(*, event_name: str = "", exception: BaseException | None = None, **_: Any) -> None:
+    service, operation = event_operation(event_name)
     log.debug("aws.call_failed", service=service, operation=operation, error=describe_error(exception) if exception else None)

@@ -19,7 +19,7 @@ from prometheus_client.exposition import basic_auth_handler, default_handler
 from prometheus_client.metrics_core import Metric
 
 from rotator import __version__
-from rotator.aws import THROTTLE_CODES, Aws
+from rotator.aws import THROTTLE_CODES, Aws, event_operation
 from rotator.jobs import get_job
 from rotator.logs import remember_secret
 from rotator.runner import ERROR, JOB_OUTCOMES, SUCCESS, JobResult, RunResult
@@ -120,9 +120,7 @@ class Metrics:
         self.aws_calls.labels(model.service_model.service_name, model.name, outcome).inc()
 
     def _after_call_error(self, *, event_name: str = "", **_: Any) -> None:
-        # "after-call-error.<service id, hyphenized>.<Operation>": no model on this event.
-        _, _, rest = event_name.partition(".")
-        service_id, _, operation = rest.partition(".")
+        service_id, operation = event_operation(event_name)  # no model on this event
         self.aws_calls.labels(service_id.replace("-", "") or "unknown", operation or "unknown", "error").inc()
 
     def _on_attempt(self, *, response=None, operation=None, **_: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from rotator import __version__
 from rotator.jobs import get_job
+from rotator.logs import is_terminal
 from rotator.runner import RunResult
 
 
@@ -124,11 +125,7 @@ GAP = "  "
 
 def terminal_width(stream: TextIO | None = None) -> int:
     """The terminal's width when ``stream`` (stdout by default) is one; 80 for a pipe, a file or a CI log."""
-    stream = sys.stdout if stream is None else stream
-    try:
-        interactive = stream.isatty()
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
-        interactive = False
+    interactive = is_terminal(sys.stdout if stream is None else stream)
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns if interactive else DEFAULT_WIDTH
 
 

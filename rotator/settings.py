@@ -440,12 +440,10 @@ def _leaf_fields() -> dict[str, Any]:
     def walk(model: type[BaseModel], prefix: str, depth: int) -> None:
         for name, field in model.model_fields.items():
             env = f"{prefix}{name.upper()}"
+            fields[env] = field
             annotation = field.annotation
             if depth < 2 and isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                fields[env] = field
                 walk(annotation, env + "__", depth + 1)
-            else:
-                fields[env] = field
 
     walk(Settings, ENV_PREFIX, 0)
     return fields

@@ -24,6 +24,7 @@ from rotator.aws import Aws, SafeError, describe_error
 from rotator.concurrency import Progress, ordered_map
 from rotator.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from rotator.inventory import AccountSnapshot, confirm_keys
+from rotator.jobs._keys import key_state
 from rotator.keystore import BotKeyStore, make_store
 from rotator.model import AccessKey, ManagedUser, Skipped
 from rotator.names import OWNER_TAG, owner_tag_value
@@ -88,14 +89,9 @@ class Status:
 
 def key_status(key: AccessKey, *, now: datetime, lifetime_days: int) -> KeyStatus:
     """One IAM key as the service shows it: live, expired or inactive, and its days to expiry."""
-    age = age_days(key.created, now)
-    if not key.active:
-        state, left = INACTIVE, None
-    elif age > lifetime_days:
-        state, left = EXPIRED, None
-    else:
-        state, left = LIVE, (key.created + timedelta(days=lifetime_days + 1) - now).days
-    return KeyStatus(key_id=key.key_id, state=state, created=key.created, age_days=age, days_to_expiry=left)
+    state = key_state(key, now=now, lifetime=lifetime_days)
+    left = (key.created + timedelta(days=lifetime_days + 1) - now).days if state == LIVE else None
+    return KeyStatus(key_id=key.key_id, state=state, created=key.created, age_days=age_days(key.created, now), days_to_expiry=left)
 
 
 def bot_key_statuses(

@@ -219,30 +219,24 @@ class Postgres:
 
     host: str
     port: int
-    socket_dir: str
     database: str
     user: str
     password: str
-
-    def admin_conninfo(self, dbname: str = "postgres") -> str:
-        return f"host={self.socket_dir} port={self.port} user={SUPERUSER} dbname={dbname}"
 
 
 @contextmanager
 def postgres(binaries: Binaries) -> Iterator[Postgres]:
     """A running server with gen3-workflow's database and ``system_key`` table (the migration's
     column type), owned by the service's own database user; stopped and deleted on exit."""
-    import psycopg
     from psycopg import sql
 
     cluster = start(binaries, prefix="rotator-demo-pg-")
     try:
-        server = Postgres(cluster.host, cluster.port, cluster.socket_dir, DATABASE, DATABASE_USER,
-                          "demo-" + secrets.token_urlsafe(18))
-        with psycopg.connect(cluster.admin_conninfo(), autocommit=True) as conn:
+        server = Postgres(cluster.host, cluster.port, DATABASE, DATABASE_USER, "demo-" + secrets.token_urlsafe(18))
+        with cluster.admin() as conn:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(DATABASE_USER), sql.Literal(server.password)))
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DATABASE), sql.Identifier(DATABASE_USER)))
-        with psycopg.connect(cluster.admin_conninfo(DATABASE), autocommit=True) as conn:
+        with cluster.admin(DATABASE) as conn:
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(DATABASE_USER)))  # the service's user owns its table
             conn.execute(SYSTEM_KEY_DDL.format(created_type=CREATED_TYPES["timestamp"]))
         yield server
